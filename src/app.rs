@@ -1,0 +1,214 @@
+//! Building and serving the application: state, the router merged from every feature, the middleware stack.
+//!
+//! `App::build` opens the database and brings its schema up to date (or refuses an incompatible one);
+//! `App::serve` runs the HTTP server on a listener the caller bound, until `shutdown` resolves, then
+//! drains in-flight requests. Tests bind port 0 and call the same two functions as the binary.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::config::Config;
+use crate::db::migrate::{self, MigrationError};
+use crate::db::{ConnectError, Db};
+use crate::error::AppError;
+use crate::ops::health::{
+    Check, DatabaseProbe, HealthChecks, InProcessProbe, UPSTREAM_CACHE_TTL,
+};
+use crate::state::AppState;
+use crate::web::security_headers::{SecurityHeaders, add_security_headers};
+use crate::web::{assets, error_pages, observe};
+use crate::{home, ops, providers};
+
+/// Hard cap on any request body; uploads are the largest legitimate bodies.
+pub const MAX_REQUEST_BYTES: usize = 12 * 1024 * 1024;
+/// What body extractors (forms, JSON) accept unless a route raises it.
+pub const MAX_FORM_BYTES: usize = 256 * 1024;
+/// A request that has not produced its response headers by then is answered 408.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Why the application could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The database could not be opened.
+    #[error(transparent)]
+    Database(#[from] ConnectError),
+    /// The schema could not be brought up to date, or is incompatible.
+    #[error(transparent)]
+    Migration(#[from] MigrationError),
+    /// Anything else (metrics recorder, HTTP client).
+    #[error("{0:#}")]
+    Other(#[from] anyhow::Error),
+}
+
+/// A built application, ready to serve.
+pub struct App {
+    config: Arc<Config>,
+    db: Db,
+    metrics: PrometheusHandle,
+    http: reqwest::Client,
+}
+
+impl App {
+    /// Opens the database, applies migrations (unless `MIGRATE_ON_START=false`) and checks the schema.
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        let metrics = ops::metrics::install()?;
+        let http = providers::http_client()?;
+        let db = Db::connect(config.database_url.expose()).await?;
+        if config.migrate_on_start {
+            let applied = migrate::run(&db).await?;
+            if !applied.is_empty() {
+                tracing::info!(versions = ?applied, "database migrations applied");
+            }
+        } else {
+            let status = migrate::status(&db).await?;
+            if let Some(problem) = status.incompatibility() {
+                return Err(problem.into());
+            }
+            let pending = status.pending().count();
+            if pending > 0 {
+                tracing::warn!(
+                    pending,
+                    "database migrations are pending and MIGRATE_ON_START=false: \
+                     run `companion-hub migrate`; /api/ready answers 503 until then"
+                );
+            }
+        }
+        Ok(Self {
+            config: Arc::new(config),
+            db,
+            metrics,
+            http,
+        })
+    }
+
+    /// The database this app uses.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Serves HTTP on `listener` until `shutdown` resolves, then finishes in-flight requests.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let bound = listener.local_addr()?;
+        let state = self.state(bound);
+        let router = router(state);
+
+        let upkeep = {
+            let metrics = self.metrics.clone();
+            tokio::spawn(async move {
+                let mut ticker = tokio::time::interval(Duration::from_secs(5));
+                loop {
+                    ticker.tick().await;
+                    metrics.run_upkeep();
+                }
+            })
+        };
+
+        tracing::info!(
+            address = %bound,
+            database = self.db.backend().name(),
+            version = env!("CARGO_PKG_VERSION"),
+            "companion hub is listening"
+        );
+        let served = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
+
+        upkeep.abort();
+        self.db.close().await;
+        tracing::info!("companion hub stopped");
+        served
+    }
+
+    fn state(&self, bound: SocketAddr) -> AppState {
+        let config = &self.config;
+        let llm = match providers::llm_probe(config, &self.http) {
+            Some(probe) => Check::cached("openai_compatible", Arc::new(probe), UPSTREAM_CACHE_TTL),
+            None => Check::not_configured(),
+        };
+        let image_backend = match providers::image_probe(config, &self.http) {
+            Some(probe) => Check::cached(
+                config.image_backend.name(),
+                Arc::new(probe),
+                UPSTREAM_CACHE_TTL,
+            ),
+            None => Check::not_configured(),
+        };
+        let health = HealthChecks {
+            database: Check::live(
+                self.db.backend().name(),
+                Arc::new(DatabaseProbe(self.db.clone())),
+            ),
+            workflow_engine: Check::live(config.workflow_engine.name(), Arc::new(InProcessProbe)),
+            llm,
+            image_backend,
+        };
+        AppState {
+            config: self.config.clone(),
+            db: self.db.clone(),
+            metrics: self.metrics.clone(),
+            health: Arc::new(health),
+            http: self.http.clone(),
+            allowed_origins: Arc::new(config.allowed_origins(bound)),
+        }
+    }
+}
+
+/// Every route of the application, wrapped in the middleware stack.
+///
+/// Layers run outside-in in the reverse order of the `.layer` calls: `observe` sees every request
+/// first and every response last.
+pub fn router(state: AppState) -> Router {
+    let security = SecurityHeaders::new(state.config.is_https());
+    Router::new()
+        .merge(home::router())
+        .merge(ops::router())
+        .route("/static/{*path}", get(assets::serve_asset))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
+        .layer(RequestBodyLimitLayer::new(MAX_REQUEST_BYTES))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(from_fn(error_pages::render_errors))
+        .layer(CompressionLayer::new())
+        .layer(from_fn_with_state(security, add_security_headers))
+        .layer(from_fn(observe::observe))
+        .with_state(state)
+}
+
+async fn not_found() -> AppError {
+    AppError::NotFound
+}
+
+fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let detail = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("(no message)");
+    AppError::Internal(anyhow::anyhow!("handler panicked: {detail}")).into_response()
+}

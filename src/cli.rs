@@ -1,0 +1,200 @@
+//! The command line: `serve` (default), `migrate [--status]`, `check-config`.
+//!
+//! Policy: a failure prints one line saying what is wrong (never a panic trace) and exits 1; secrets
+//! are never printed. Commands write to the writers they are given, so tests run them in-process.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+
+use crate::app::App;
+use crate::config::{Config, ConfigProblems};
+use crate::db::{Db, migrate};
+use crate::ops;
+
+/// Companion Hub: create AI companions and talk with them.
+#[derive(Debug, Parser)]
+#[command(name = "companion-hub", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do; `serve` when omitted.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the web server (the default).
+    Serve,
+    /// Apply pending database migrations, or show them with --status.
+    Migrate {
+        /// List applied and pending migrations instead of applying them.
+        #[arg(long)]
+        status: bool,
+    },
+    /// Validate the configuration and print it with secrets masked; exit 1 on any problem.
+    CheckConfig,
+}
+
+/// Parses the command line, runs the command, and turns the outcome into an exit code.
+pub fn main_entry() -> ExitCode {
+    let cli = Cli::parse();
+    let config = Config::from_env();
+    let mut stdout = std::io::stdout();
+    let mut stderr = std::io::stderr();
+
+    if let Some(Command::CheckConfig) = cli.command {
+        return ExitCode::from(check_config(config, &mut stdout, &mut stderr));
+    }
+    let config = match config {
+        Ok(config) => config,
+        Err(problems) => {
+            let _ = write!(stderr, "{problems}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            let _ = writeln!(stderr, "error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(async {
+        match cli.command {
+            None | Some(Command::Serve) => serve(config).await,
+            Some(Command::Migrate { status }) => migrate_command(&config, status, &mut stdout).await,
+            Some(Command::CheckConfig) => Ok(()),
+        }
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            let _ = writeln!(stderr, "error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `check-config`: prints the effective configuration (secrets masked) and warnings, or every problem.
+pub fn check_config(
+    config: Result<Config, ConfigProblems>,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> u8 {
+    match config {
+        Ok(config) => {
+            let _ = writeln!(out, "configuration is valid");
+            for (name, value) in config.summary() {
+                let _ = writeln!(out, "  {name:<28} {value}");
+            }
+            for warning in config.warnings() {
+                let _ = writeln!(out, "warning: {warning}");
+            }
+            0
+        }
+        Err(problems) => {
+            let _ = write!(err, "{problems}");
+            1
+        }
+    }
+}
+
+/// `migrate`: applies pending migrations; `migrate --status`: lists them.
+pub async fn migrate_command(
+    config: &Config,
+    status_only: bool,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let db = Db::connect(config.database_url.expose()).await?;
+    let result = if status_only {
+        print_status(&db, out).await
+    } else {
+        let applied = migrate::run(&db).await?;
+        if applied.is_empty() {
+            writeln!(out, "the database is up to date; nothing to apply")?;
+        } else {
+            for version in &applied {
+                writeln!(out, "applied {version}")?;
+            }
+            writeln!(out, "{} migration(s) applied", applied.len())?;
+        }
+        Ok(())
+    };
+    db.close().await;
+    result
+}
+
+async fn print_status(db: &Db, out: &mut impl Write) -> anyhow::Result<()> {
+    let status = migrate::status(db).await?;
+    writeln!(out, "database: {}", db.backend().name())?;
+    writeln!(out, "{:<16} {:<8} name", "version", "state")?;
+    for migration in &status.known {
+        let state = if status.modified.contains(&migration.version) {
+            "MODIFIED"
+        } else if migration.applied {
+            "applied"
+        } else {
+            "pending"
+        };
+        writeln!(
+            out,
+            "{:<16} {:<8} {}",
+            migration.version, state, migration.description
+        )?;
+    }
+    for version in &status.unknown_applied {
+        writeln!(out, "{version:<16} {:<8} (unknown to this binary)", "applied")?;
+    }
+    let pending = status.pending().count();
+    writeln!(
+        out,
+        "{} applied, {pending} pending",
+        status.known.len() - pending
+    )?;
+    if let Some(problem) = status.incompatibility() {
+        return Err(problem.into());
+    }
+    Ok(())
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    ops::logging::init(&config)?;
+    let listen_addr = config.listen_addr;
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
+    let app = App::build(config).await?;
+    let listener = TcpListener::bind(listen_addr)
+        .await
+        .map_err(|err| anyhow::anyhow!("cannot listen on {listen_addr}: {err}"))?;
+    app.serve(listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown requested; finishing in-flight requests");
+}

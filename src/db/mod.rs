@@ -1,0 +1,189 @@
+//! The database handle: SQLite or PostgreSQL behind one [`Db`] type, chosen by the URL scheme.
+//!
+//! Policy: each query is written once, in SQL that both backends accept, with `$1…$N` placeholders, and
+//! run through [`db_dispatch!`] so it executes on the native pool with native types (uuid, timestamps,
+//! booleans, JSON). Uniqueness and integrity live in the schema; callers map constraint violations to
+//! field errors instead of checking first. `db/` knows nothing of HTTP.
+
+pub mod migrate;
+mod timestamp;
+
+pub use timestamp::Timestamp;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use crate::config::redact_url;
+
+/// How long a query waits for a free connection, and SQLite for a write lock.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A connection pool for one of the two supported databases.
+#[derive(Clone, Debug)]
+pub enum Db {
+    /// A SQLite file (WAL, foreign keys on, busy timeout).
+    Sqlite(SqlitePool),
+    /// A PostgreSQL server.
+    Postgres(PgPool),
+}
+
+/// Which database a [`Db`] talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite.
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+impl Backend {
+    /// `sqlite` or `postgres`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
+/// Runs the same expression against whichever native pool a [`Db`] holds.
+///
+/// ```ignore
+/// let n: i64 = db_dispatch!(&db, pool => sqlx::query_scalar("SELECT 1").fetch_one(pool).await)?;
+/// ```
+/// The body is compiled once per backend, so it must type-check for both (generic `FromRow` and
+/// `query_as` do); results that differ per backend (`SqliteQueryResult` vs `PgQueryResult`) must be
+/// reduced to a common type inside the body, e.g. `.rows_affected()`.
+#[macro_export]
+macro_rules! db_dispatch {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            $crate::db::Db::Sqlite($pool) => $body,
+            $crate::db::Db::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// Why the database could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The URL names neither SQLite nor PostgreSQL, or does not parse.
+    #[error("DATABASE_URL {url} is not a valid sqlite:// or postgres:// URL: {reason}")]
+    InvalidUrl {
+        /// The URL, password masked.
+        url: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The folder for the SQLite file could not be created.
+    #[error("cannot create the folder {folder} for the SQLite database: {source}")]
+    CreateFolder {
+        /// The folder.
+        folder: String,
+        /// The file-system error.
+        source: std::io::Error,
+    },
+    /// The server refused, was unreachable, or the file could not be opened.
+    #[error("cannot connect to the database at {url}: {source}")]
+    Unreachable {
+        /// The URL, password masked.
+        url: String,
+        /// The driver's error.
+        source: sqlx::Error,
+    },
+}
+
+impl Db {
+    /// Opens a pool for `url` (`sqlite://path` or `postgres://…`) and proves it works with one connection.
+    ///
+    /// For SQLite the file and its folder are created when missing.
+    pub async fn connect(url: &str) -> Result<Self, ConnectError> {
+        let shown = redact_url(url);
+        if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)
+                .map_err(|err| ConnectError::InvalidUrl {
+                    url: shown.clone(),
+                    reason: err.to_string(),
+                })?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .foreign_keys(true)
+                .busy_timeout(SQLITE_BUSY_TIMEOUT);
+            if let Some(folder) = options
+                .get_filename()
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+            {
+                create_folder(folder).await?;
+            }
+            let pool = SqlitePoolOptions::new()
+                .max_connections(8)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .connect_with(options)
+                .await
+                .map_err(|source| ConnectError::Unreachable { url: shown, source })?;
+            Ok(Self::Sqlite(pool))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let options =
+                PgConnectOptions::from_str(url).map_err(|err| ConnectError::InvalidUrl {
+                    url: shown.clone(),
+                    reason: err.to_string(),
+                })?;
+            let pool = PgPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .connect_with(options)
+                .await
+                .map_err(|source| ConnectError::Unreachable { url: shown, source })?;
+            Ok(Self::Postgres(pool))
+        } else {
+            Err(ConnectError::InvalidUrl {
+                url: shown,
+                reason: "the scheme must be sqlite:// or postgres://".to_owned(),
+            })
+        }
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> Backend {
+        match self {
+            Self::Sqlite(_) => Backend::Sqlite,
+            Self::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// One round trip to the database.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        let one: i32 =
+            db_dispatch!(self, pool => sqlx::query_scalar("SELECT 1").fetch_one(pool).await)?;
+        debug_assert_eq!(one, 1);
+        Ok(())
+    }
+
+    /// Closes every connection (after the last query of a graceful shutdown).
+    pub async fn close(&self) {
+        db_dispatch!(self, pool => pool.close().await);
+    }
+}
+
+async fn create_folder(folder: &Path) -> Result<(), ConnectError> {
+    tokio::fs::create_dir_all(folder)
+        .await
+        .map_err(|source| ConnectError::CreateFolder {
+            folder: folder.display().to_string(),
+            source,
+        })
+}
+
+/// True when `err` is a violation of a unique constraint or index, on either backend.
+pub fn is_unique_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
+}

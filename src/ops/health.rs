@@ -1,0 +1,343 @@
+//! Liveness, readiness and the health report of every dependency.
+//!
+//! Policy: `/api/live` does no I/O (the process answers, so it is alive); `/api/ready` says whether this
+//! instance can take traffic (database reachable, schema exactly what the binary expects);
+//! `/api/health` checks each dependency with a 2 s bound, and caches upstream checks for 10 s behind a
+//! single-flight lock so a burst of probes costs a provider one request.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use futures_util::future::BoxFuture;
+use serde::Serialize;
+use serde_json::json;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use crate::db::{Db, migrate};
+use crate::state::AppState;
+
+/// Upper bound of one check.
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long an upstream check's result is reused.
+pub const UPSTREAM_CACHE_TTL: Duration = Duration::from_secs(10);
+
+/// Something that can be checked: a database, a provider endpoint.
+pub trait Probe: Send + Sync {
+    /// `Ok` when reachable and working; `Err` with a short explanation otherwise.
+    fn check(&self) -> BoxFuture<'_, Result<(), String>>;
+}
+
+/// The outcome of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckStatus {
+    /// Reachable and working.
+    Healthy,
+    /// Configured but failing.
+    Unhealthy,
+    /// Not configured; does not make the service unhealthy.
+    NotConfigured,
+}
+
+/// One entry of the health report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CheckResult {
+    /// Outcome.
+    pub status: CheckStatus,
+    /// How long the check took.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<u64>,
+    /// Why it is unhealthy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Which implementation is in use (`sqlite`, `local`, `sdapi`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<&'static str>,
+}
+
+impl CheckResult {
+    fn not_configured() -> Self {
+        Self {
+            status: CheckStatus::NotConfigured,
+            latency_ms: None,
+            error: None,
+            kind: None,
+        }
+    }
+}
+
+/// A check of one dependency, optionally cached.
+pub struct Check {
+    kind: Option<&'static str>,
+    probe: Option<Arc<dyn Probe>>,
+    timeout: Duration,
+    cache_ttl: Option<Duration>,
+    cache: Mutex<Option<(Instant, CheckResult)>>,
+}
+
+impl Check {
+    /// A dependency that is not configured.
+    pub fn not_configured() -> Self {
+        Self {
+            kind: None,
+            probe: None,
+            timeout: CHECK_TIMEOUT,
+            cache_ttl: None,
+            cache: Mutex::new(None),
+        }
+    }
+
+    /// A dependency checked on every request (the database: cheap and local).
+    pub fn live(kind: &'static str, probe: Arc<dyn Probe>) -> Self {
+        Self {
+            kind: Some(kind),
+            probe: Some(probe),
+            ..Self::not_configured()
+        }
+    }
+
+    /// A remote dependency whose result is reused for `ttl`.
+    pub fn cached(kind: &'static str, probe: Arc<dyn Probe>, ttl: Duration) -> Self {
+        Self {
+            cache_ttl: Some(ttl),
+            ..Self::live(kind, probe)
+        }
+    }
+
+    /// Overrides the time limit (tests use short ones).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Runs the check, or returns the cached result when it is fresh.
+    pub async fn run(&self) -> CheckResult {
+        let Some(probe) = &self.probe else {
+            return CheckResult::not_configured();
+        };
+        let Some(ttl) = self.cache_ttl else {
+            return self.probe_once(probe.as_ref()).await;
+        };
+        // Holding the lock while probing makes concurrent callers wait for one probe instead of each
+        // sending their own.
+        let mut cache = self.cache.lock().await;
+        if let Some((at, result)) = cache.as_ref()
+            && at.elapsed() < ttl
+        {
+            return result.clone();
+        }
+        let result = self.probe_once(probe.as_ref()).await;
+        *cache = Some((Instant::now(), result.clone()));
+        result
+    }
+
+    async fn probe_once(&self, probe: &dyn Probe) -> CheckResult {
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(self.timeout, probe.check()).await;
+        let latency_ms = Some(started.elapsed().as_millis() as u64);
+        let (status, error) = match outcome {
+            Ok(Ok(())) => (CheckStatus::Healthy, None),
+            Ok(Err(error)) => (CheckStatus::Unhealthy, Some(error)),
+            Err(_) => (
+                CheckStatus::Unhealthy,
+                Some(format!(
+                    "no answer within {} ms",
+                    self.timeout.as_millis()
+                )),
+            ),
+        };
+        CheckResult {
+            status,
+            latency_ms,
+            error,
+            kind: self.kind,
+        }
+    }
+}
+
+/// The checks `/api/health` reports.
+pub struct HealthChecks {
+    /// The database.
+    pub database: Check,
+    /// The engine running chat runs.
+    pub workflow_engine: Check,
+    /// The language model endpoint.
+    pub llm: Check,
+    /// The image generation backend.
+    pub image_backend: Check,
+}
+
+/// Checks the database with one round trip.
+pub struct DatabaseProbe(pub Db);
+
+impl Probe for DatabaseProbe {
+    fn check(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move { self.0.ping().await.map_err(|err| err.to_string()) })
+    }
+}
+
+/// The in-process engine lives and dies with this process: answering at all means it is there.
+pub struct InProcessProbe;
+
+impl Probe for InProcessProbe {
+    fn check(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// `GET /api/live`: the process is up.
+pub async fn get_live() -> Json<serde_json::Value> {
+    Json(json!({ "status": "alive" }))
+}
+
+/// `GET /api/ready`: 200 when this instance can take traffic, else 503 with the reason.
+pub async fn get_ready(State(state): State<AppState>) -> Response {
+    let reason = match tokio::time::timeout(CHECK_TIMEOUT, readiness_problem(&state.db)).await {
+        Ok(problem) => problem,
+        Err(_) => Some("the database did not answer in time".to_owned()),
+    };
+    match reason {
+        None => (StatusCode::OK, Json(json!({ "status": "ready" }))).into_response(),
+        Some(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "not_ready", "reason": reason })),
+        )
+            .into_response(),
+    }
+}
+
+async fn readiness_problem(db: &Db) -> Option<String> {
+    if let Err(err) = db.ping().await {
+        return Some(format!("the database is unreachable: {err}"));
+    }
+    match migrate::status(db).await {
+        Err(err) => Some(err.to_string()),
+        Ok(status) => {
+            if let Some(problem) = status.incompatibility() {
+                return Some(problem.to_string());
+            }
+            let pending: Vec<String> = status.pending().map(|m| m.version.to_string()).collect();
+            (!pending.is_empty()).then(|| {
+                format!(
+                    "migrations {} are pending; run `companion-hub migrate`",
+                    pending.join(", ")
+                )
+            })
+        }
+    }
+}
+
+/// `GET /api/health`: every dependency's status; 200 when all configured ones are healthy, else 503.
+pub async fn get_health(State(state): State<AppState>) -> Response {
+    let checks = &state.health;
+    let (database, workflow_engine, llm, image_backend) = tokio::join!(
+        checks.database.run(),
+        checks.workflow_engine.run(),
+        checks.llm.run(),
+        checks.image_backend.run(),
+    );
+    let healthy = [&database, &workflow_engine, &llm, &image_backend]
+        .iter()
+        .all(|check| check.status != CheckStatus::Unhealthy);
+    let body = json!({
+        "status": if healthy { "healthy" } else { "degraded" },
+        "timestamp": OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default(),
+        "version": env!("CARGO_PKG_VERSION"),
+        "checks": {
+            "database": database,
+            "workflow_engine": workflow_engine,
+            "llm": llm,
+            "image_backend": image_backend,
+        },
+    });
+    let status = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    struct CountingProbe {
+        calls: AtomicUsize,
+        delay: Duration,
+        fail: bool,
+    }
+
+    impl Probe for CountingProbe {
+        fn check(&self) -> BoxFuture<'_, Result<(), String>> {
+            Box::pin(async move {
+                self.calls.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(self.delay).await;
+                if self.fail {
+                    Err("HTTP 500".into())
+                } else {
+                    Ok(())
+                }
+            })
+        }
+    }
+
+    fn probe(delay: Duration, fail: bool) -> Arc<CountingProbe> {
+        Arc::new(CountingProbe {
+            calls: AtomicUsize::new(0),
+            delay,
+            fail,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_burst_of_health_probes_reaches_upstream_once() {
+        let upstream = probe(Duration::from_millis(20), false);
+        let check = Check::cached("llm", upstream.clone(), Duration::from_secs(10));
+        let results = futures_util::future::join_all((0..20).map(|_| check.run())).await;
+        assert!(results.iter().all(|r| r.status == CheckStatus::Healthy));
+        assert_eq!(upstream.calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cached_results_expire_after_their_ttl() {
+        let upstream = probe(Duration::ZERO, true);
+        let check = Check::cached("llm", upstream.clone(), Duration::from_secs(10));
+        let first = check.run().await;
+        assert_eq!(first.status, CheckStatus::Unhealthy);
+        assert_eq!(first.error.as_deref(), Some("HTTP 500"));
+        check.run().await;
+        assert_eq!(upstream.calls.load(Ordering::SeqCst), 1);
+        tokio::time::advance(Duration::from_secs(11)).await;
+        check.run().await;
+        assert_eq!(upstream.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hanging_upstream_is_reported_unhealthy_after_the_timeout() {
+        let upstream = probe(Duration::from_secs(3600), false);
+        let check = Check::cached("sdapi", upstream, UPSTREAM_CACHE_TTL);
+        let result = check.run().await;
+        assert_eq!(result.status, CheckStatus::Unhealthy);
+        assert_eq!(result.error.as_deref(), Some("no answer within 2000 ms"));
+        assert!(result.latency_ms.unwrap_or(0) >= 2000);
+    }
+
+    #[tokio::test]
+    async fn unconfigured_checks_never_probe() {
+        let result = Check::not_configured().run().await;
+        assert_eq!(result.status, CheckStatus::NotConfigured);
+        assert_eq!(
+            serde_json::to_value(&result).unwrap(),
+            json!({"status": "not_configured"})
+        );
+    }
+}

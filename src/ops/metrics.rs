@@ -1,0 +1,107 @@
+//! Prometheus metrics: the recorder, metric descriptions, and the `/metrics` endpoint.
+//!
+//! Policy: names are snake_case with unit suffixes; labels come from small fixed sets (never user or
+//! companion ids). The `metrics` facade has one recorder per process, so it is installed once and
+//! every `App` in the process shares it; `/metrics` can be protected by a bearer token.
+
+use std::sync::OnceLock;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use subtle::ConstantTimeEq;
+
+use crate::error::AppError;
+use crate::state::AppState;
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Histogram buckets for durations in seconds: from 5 ms (static files) to 2 min (a long model reply).
+const SECONDS_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+];
+
+/// Installs the process-wide Prometheus recorder (once) and returns its handle.
+pub fn install() -> anyhow::Result<PrometheusHandle> {
+    if let Some(handle) = HANDLE.get() {
+        return Ok(handle.clone());
+    }
+    let recorder = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), SECONDS_BUCKETS)?
+        .build_recorder();
+    let handle = recorder.handle();
+    // Losing the race to another App in the same process is fine: use the winner's handle.
+    if metrics::set_global_recorder(recorder).is_err() {
+        return HANDLE
+            .get()
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("another metrics recorder is already installed"));
+    }
+    let handle = HANDLE.get_or_init(|| handle).clone();
+    describe();
+    metrics::gauge!(
+        "companion_hub_build_info",
+        "version" => env!("CARGO_PKG_VERSION"),
+    )
+    .set(1.0);
+    Ok(handle)
+}
+
+fn describe() {
+    metrics::describe_counter!(
+        "http_requests_total",
+        "HTTP requests answered, by method, route template and status"
+    );
+    metrics::describe_histogram!(
+        "http_request_duration_seconds",
+        metrics::Unit::Seconds,
+        "Time from receiving a request to sending its response headers"
+    );
+    metrics::describe_gauge!(
+        "companion_hub_build_info",
+        "Always 1; the labels say which version is running"
+    );
+    metrics::describe_counter!(
+        "periodic_job_runs_total",
+        "Periodic job runs on this instance, by job and outcome"
+    );
+}
+
+/// `GET /metrics`: the Prometheus text format; needs `Authorization: Bearer <METRICS_TOKEN>` when set.
+pub async fn get_metrics(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    if let Some(token) = &state.config.metrics_token {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        let matches: bool = presented
+            .as_bytes()
+            .ct_eq(token.expose().as_bytes())
+            .into();
+        if !matches {
+            let mut response = AppError::Unauthorized(
+                "This endpoint needs Authorization: Bearer <METRICS_TOKEN>.".into(),
+            )
+            .into_response();
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"metrics\""),
+            );
+            return Ok(response);
+        }
+    }
+    Ok((
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        state.metrics.render(),
+    )
+        .into_response())
+}

@@ -1,0 +1,74 @@
+//! Clients of the outside AI services (the OpenAI-compatible language model, the image backends).
+//!
+//! Policy: no product logic here, only the wire formats; every outbound call has a timeout and carries
+//! the correlation id of the request that caused it.
+
+mod probe;
+
+use std::time::Duration;
+
+pub use probe::HttpProbe;
+
+use crate::config::{Config, ImageBackendConfig};
+
+/// The shared HTTP client for outbound calls (connection pooling, TLS, a user agent naming us).
+pub fn http_client() -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .user_agent(concat!("companion-hub/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(10))
+        .build()?)
+}
+
+/// The reachability probe of the language model: `GET {base}/models`, which every
+/// OpenAI-compatible server (OpenAI, OpenRouter, Ollama, llama.cpp, vLLM, LM Studio) answers.
+pub fn llm_probe(config: &Config, client: &reqwest::Client) -> Option<HttpProbe> {
+    let llm = config.llm.as_ref()?;
+    Some(HttpProbe::new(
+        client.clone(),
+        join_url(llm.base_url.as_str(), "models"),
+        llm.api_key.clone(),
+    ))
+}
+
+/// The reachability probe of the image backend: a cheap read-only endpoint of each API.
+pub fn image_probe(config: &Config, client: &reqwest::Client) -> Option<HttpProbe> {
+    match &config.image_backend {
+        ImageBackendConfig::None => None,
+        ImageBackendConfig::SdApi { url } => Some(HttpProbe::new(
+            client.clone(),
+            join_url(url.as_str(), "sdapi/v1/progress?skip_current_image=true"),
+            None,
+        )),
+        ImageBackendConfig::OpenAi { url, api_key, .. } => Some(HttpProbe::new(
+            client.clone(),
+            join_url(url.as_str(), "models"),
+            api_key.clone(),
+        )),
+    }
+}
+
+/// `http://host/v1` + `models` → `http://host/v1/models` (whether or not the base ends in `/`).
+pub fn join_url(base: &str, path: &str) -> String {
+    format!(
+        "{}/{}",
+        base.trim_end_matches('/'),
+        path.trim_start_matches('/')
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_appended_not_substituted() {
+        assert_eq!(
+            join_url("http://localhost:11434/v1", "models"),
+            "http://localhost:11434/v1/models"
+        );
+        assert_eq!(
+            join_url("http://localhost:11434/v1/", "/models"),
+            "http://localhost:11434/v1/models"
+        );
+    }
+}

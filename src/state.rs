@@ -1,0 +1,29 @@
+//! The state every handler can reach: configuration, database, clients, health checks, metrics.
+//!
+//! Imports infrastructure only; features never put their own types here beyond what they need
+//! from shared services.
+
+use std::sync::Arc;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::config::Config;
+use crate::db::Db;
+use crate::ops::health::HealthChecks;
+
+/// Cheap to clone: every field is shared.
+#[derive(Clone)]
+pub struct AppState {
+    /// The validated configuration.
+    pub config: Arc<Config>,
+    /// The database pool.
+    pub db: Db,
+    /// Renders the Prometheus metrics.
+    pub metrics: PrometheusHandle,
+    /// The dependency checks behind `/api/health`.
+    pub health: Arc<HealthChecks>,
+    /// The shared client for outbound HTTP calls.
+    pub http: reqwest::Client,
+    /// Browser origins accepted for state-changing requests.
+    pub allowed_origins: Arc<Vec<String>>,
+}
