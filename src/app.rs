@@ -26,9 +26,7 @@ use crate::config::Config;
 use crate::db::migrate::{self, MigrationError};
 use crate::db::{ConnectError, Db};
 use crate::error::AppError;
-use crate::ops::health::{
-    Check, DatabaseProbe, HealthChecks, InProcessProbe, UPSTREAM_CACHE_TTL,
-};
+use crate::ops::health::{Check, DatabaseProbe, HealthChecks, InProcessProbe, UPSTREAM_CACHE_TTL};
 use crate::state::AppState;
 use crate::web::security_headers::{SecurityHeaders, add_security_headers};
 use crate::web::{assets, error_pages, observe};

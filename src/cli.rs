@@ -65,7 +65,9 @@ pub fn main_entry() -> ExitCode {
     let outcome = runtime.block_on(async {
         match cli.command {
             None | Some(Command::Serve) => serve(config).await,
-            Some(Command::Migrate { status }) => migrate_command(&config, status, &mut stdout).await,
+            Some(Command::Migrate { status }) => {
+                migrate_command(&config, status, &mut stdout).await
+            }
             Some(Command::CheckConfig) => Ok(()),
         }
     });
@@ -146,7 +148,11 @@ async fn print_status(db: &Db, out: &mut impl Write) -> anyhow::Result<()> {
         )?;
     }
     for version in &status.unknown_applied {
-        writeln!(out, "{version:<16} {:<8} (unknown to this binary)", "applied")?;
+        writeln!(
+            out,
+            "{version:<16} {:<8} (unknown to this binary)",
+            "applied"
+        )?;
     }
     let pending = status.pending().count();
     writeln!(

@@ -126,10 +126,9 @@ impl ErrorReport {
                 "unsupported_media_type",
                 "The request body has a content type this address does not accept.",
             ),
-            StatusCode::UNPROCESSABLE_ENTITY => (
-                "validation_failed",
-                "Some of what you sent is not valid.",
-            ),
+            StatusCode::UNPROCESSABLE_ENTITY => {
+                ("validation_failed", "Some of what you sent is not valid.")
+            }
             StatusCode::TOO_MANY_REQUESTS => (
                 "rate_limited",
                 "Too many requests. Please wait a moment and try again.",
@@ -197,9 +196,11 @@ impl AppError {
             Self::Locked(message) => {
                 ErrorReport::new(StatusCode::LOCKED, "account_locked", message.clone())
             }
-            Self::RateLimited { message, .. } => {
-                ErrorReport::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message.clone())
-            }
+            Self::RateLimited { message, .. } => ErrorReport::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                message.clone(),
+            ),
             Self::Unavailable { code, message } => {
                 ErrorReport::new(StatusCode::SERVICE_UNAVAILABLE, code, message.clone())
             }
@@ -246,7 +247,11 @@ mod tests {
             ),
             (AppError::NotFound, 404, "not_found"),
             (AppError::Conflict("x".into()), 409, "conflict"),
-            (AppError::PayloadTooLarge("x".into()), 413, "payload_too_large"),
+            (
+                AppError::PayloadTooLarge("x".into()),
+                413,
+                "payload_too_large",
+            ),
             (
                 AppError::Validation {
                     message: "x".into(),

@@ -271,9 +271,7 @@ pub(super) fn load(vars: HashMap<String, String>) -> Result<Config, ConfigProble
             .map(|part| {
                 IpNet::from_str(part)
                     .or_else(|_| part.parse::<std::net::IpAddr>().map(IpNet::from))
-                    .map_err(|_| {
-                        format!("{part:?} is not an IP address or CIDR like 10.0.0.0/8")
-                    })
+                    .map_err(|_| format!("{part:?} is not an IP address or CIDR like 10.0.0.0/8"))
             })
             .collect()
     });
@@ -313,15 +311,17 @@ pub(super) fn load(vars: HashMap<String, String>) -> Result<Config, ConfigProble
         }),
     };
 
-    let workflow_engine = r.parsed("WORKFLOW_ENGINE", WorkflowEngineConfig::Local, |raw| {
-        match raw.to_ascii_lowercase().as_str() {
+    let workflow_engine = r.parsed(
+        "WORKFLOW_ENGINE",
+        WorkflowEngineConfig::Local,
+        |raw| match raw.to_ascii_lowercase().as_str() {
             "local" => Ok(WorkflowEngineConfig::Local),
-            "temporal" => Err(
-                "temporal is not available in this version yet; use local (the default)".into(),
-            ),
+            "temporal" => {
+                Err("temporal is not available in this version yet; use local (the default)".into())
+            }
             _ => Err(format!("must be local or temporal, got {raw:?}")),
-        }
-    });
+        },
+    );
 
     let interval_minutes = r.integer("CLEANUP_INTERVAL_MINUTES", 1440, 0, 30 * 24 * 60);
     let grace_minutes = r.integer("CLEANUP_GRACE_MINUTES", 60, 1, 30 * 24 * 60);
@@ -501,7 +501,10 @@ mod tests {
             StorageConfig::Local(PathBuf::from("./data/media"))
         );
         assert_eq!(config.workflow_engine, WorkflowEngineConfig::Local);
-        assert_eq!(config.cleanup.interval, Some(Duration::from_secs(1440 * 60)));
+        assert_eq!(
+            config.cleanup.interval,
+            Some(Duration::from_secs(1440 * 60))
+        );
         assert_eq!(config.cleanup.grace, Duration::from_secs(3600));
     }
 
@@ -525,11 +528,20 @@ mod tests {
             "LLM_BASE_URL",
             "MIGRATE_ON_START",
         ] {
-            assert!(variables.contains(&expected), "{expected} missing in {problems}");
+            assert!(
+                variables.contains(&expected),
+                "{expected} missing in {problems}"
+            );
         }
         let text = problems.to_string();
-        assert!(text.starts_with("invalid configuration (6 problems):"), "{text}");
-        assert!(text.contains("must start with sqlite:// or postgres://"), "{text}");
+        assert!(
+            text.starts_with("invalid configuration (6 problems):"),
+            "{text}"
+        );
+        assert!(
+            text.contains("must start with sqlite:// or postgres://"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -591,7 +603,10 @@ mod tests {
         .unwrap();
         let llm = config.llm.expect("configured");
         assert_eq!(llm.analysis_model, "llama3");
-        assert_eq!(llm.api_key.map(|k| k.expose().to_owned()), Some("sk-123".into()));
+        assert_eq!(
+            llm.api_key.map(|k| k.expose().to_owned()),
+            Some("sk-123".into())
+        );
     }
 
     #[test]

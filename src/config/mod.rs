@@ -218,12 +218,18 @@ impl Config {
         K: Into<String>,
         V: Into<String>,
     {
-        load::load(vars.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
+        load::load(
+            vars.into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        )
     }
 
     /// True when the app is reached over HTTPS (Secure cookies, HSTS).
     pub fn is_https(&self) -> bool {
-        self.public_url.as_ref().is_some_and(|url| url.scheme() == "https")
+        self.public_url
+            .as_ref()
+            .is_some_and(|url| url.scheme() == "https")
     }
 
     /// The origins a browser may send in `Origin` for this deployment, given the address actually bound.
@@ -275,7 +281,9 @@ impl Config {
         }
         fn limit(value: &Option<RateLimit>) -> String {
             match value {
-                Some(limit) => format!("{}/{}", limit.max, humantime::format_duration(limit.window)),
+                Some(limit) => {
+                    format!("{}/{}", limit.max, humantime::format_duration(limit.window))
+                }
                 None => "off".to_owned(),
             }
         }

@@ -2,15 +2,14 @@
 //!
 //! Policy: one folder per backend (`migrations/sqlite`, `migrations/postgres`) with the same versions;
 //! several instances may start at once — PostgreSQL serialises them with sqlx's advisory lock, SQLite
-//! with an exclusive lock on a file beside the database — so a migration is never applied twice; a
+//! with the start-up lock beside the database file ([`FileLock`]) — so a migration is never applied twice; a
 //! database that has migrations this binary does not know is refused before anything is touched.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use sqlx::migrate::{MigrateError, Migrator};
 
-use super::{Backend, Db};
+use super::{Backend, Db, FileLock};
 use crate::db_dispatch;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
@@ -54,7 +53,9 @@ impl MigrationStatus {
 
     /// The schema is exactly what this binary expects.
     pub fn is_current(&self) -> bool {
-        self.pending().next().is_none() && self.unknown_applied.is_empty() && self.modified.is_empty()
+        self.pending().next().is_none()
+            && self.unknown_applied.is_empty()
+            && self.modified.is_empty()
     }
 
     /// The problem that forbids running this binary on this database, if any.
@@ -169,7 +170,16 @@ pub async fn run(db: &Db) -> Result<Vec<i64>, MigrationError> {
         return Err(problem);
     }
     let _lock = match db {
-        Db::Sqlite(pool) => Some(lock_sqlite(pool.connect_options().get_filename().into()).await?),
+        Db::Sqlite(pool) => {
+            let file = pool.connect_options().get_filename().to_owned();
+            let lock = FileLock::acquire(&file)
+                .await
+                .map_err(|source| MigrationError::Lock {
+                    path: super::file_lock::lock_path(&file).display().to_string(),
+                    source,
+                })?;
+            Some(lock)
+        }
         Db::Postgres(_) => None,
     };
     db_dispatch!(db, pool => migrator(db.backend()).run(pool).await)?;
@@ -182,30 +192,6 @@ pub async fn run(db: &Db) -> Result<Vec<i64>, MigrationError> {
         .map(|(now, _)| now.version)
         .collect();
     Ok(applied_now)
-}
-
-/// Takes an exclusive lock on `<database>.migrate-lock`, waiting for any other migrating process.
-async fn lock_sqlite(database: PathBuf) -> Result<std::fs::File, MigrationError> {
-    let mut path = database.into_os_string();
-    path.push(".migrate-lock");
-    let path = PathBuf::from(path);
-    let shown = path.display().to_string();
-    let locked = tokio::task::spawn_blocking(move || {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)?;
-        file.lock()?;
-        Ok::<_, std::io::Error>(file)
-    })
-    .await
-    .map_err(|join| std::io::Error::other(join.to_string()))
-    .and_then(|result| result);
-    locked.map_err(|source| MigrationError::Lock {
-        path: shown,
-        source,
-    })
 }
 
 /// `(version, checksum)` of every successfully applied migration; empty for a fresh database.

@@ -5,9 +5,11 @@
 //! booleans, JSON). Uniqueness and integrity live in the schema; callers map constraint violations to
 //! field errors instead of checking first. `db/` knows nothing of HTTP.
 
+mod file_lock;
 pub mod migrate;
 mod timestamp;
 
+pub use file_lock::FileLock;
 pub use timestamp::Timestamp;
 
 use std::path::Path;
@@ -90,6 +92,14 @@ pub enum ConnectError {
         /// The file-system error.
         source: std::io::Error,
     },
+    /// The start-up lock beside the SQLite file could not be taken.
+    #[error("cannot take the lock {path} beside the SQLite database: {source}")]
+    Lock {
+        /// The lock file.
+        path: String,
+        /// The file-system error.
+        source: std::io::Error,
+    },
     /// The server refused, was unreachable, or the file could not be opened.
     #[error("cannot connect to the database at {url}: {source}")]
     Unreachable {
@@ -117,13 +127,18 @@ impl Db {
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
                 .busy_timeout(SQLITE_BUSY_TIMEOUT);
-            if let Some(folder) = options
-                .get_filename()
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-            {
+            let file = options.get_filename().to_owned();
+            if let Some(folder) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
                 create_folder(folder).await?;
             }
+            // The first connection creates the file and switches it to WAL, which needs the database
+            // to itself: instances starting together take turns instead of failing with SQLITE_BUSY.
+            let _lock = FileLock::acquire(&file)
+                .await
+                .map_err(|source| ConnectError::Lock {
+                    path: file_lock::lock_path(&file).display().to_string(),
+                    source,
+                })?;
             let pool = SqlitePoolOptions::new()
                 .max_connections(8)
                 .acquire_timeout(ACQUIRE_TIMEOUT)

@@ -19,9 +19,8 @@ use time::OffsetDateTime;
 use time::format_description::BorrowedFormatItem;
 use time::macros::format_description;
 
-const SQLITE_FORMAT: &[BorrowedFormatItem<'static>] = format_description!(
-    "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
-);
+const SQLITE_FORMAT: &[BorrowedFormatItem<'static>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
 
 /// A UTC instant with microsecond precision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -84,10 +83,7 @@ impl Type<Sqlite> for Timestamp {
 }
 
 impl<'q> Encode<'q, Sqlite> for Timestamp {
-    fn encode_by_ref(
-        &self,
-        buf: &mut Vec<SqliteArgumentValue<'q>>,
-    ) -> Result<IsNull, BoxDynError> {
+    fn encode_by_ref(&self, buf: &mut Vec<SqliteArgumentValue<'q>>) -> Result<IsNull, BoxDynError> {
         let text = self.0.format(SQLITE_FORMAT)?;
         <String as Encode<'q, Sqlite>>::encode(text, buf)
     }
@@ -140,7 +136,10 @@ mod tests {
     fn other_offsets_are_converted_to_utc_and_nanoseconds_dropped() {
         let local = datetime!(2026-11-25 12:00:00.123456789 +02:00);
         let stamp = Timestamp::from(local);
-        assert_eq!(stamp.into_inner(), datetime!(2026-11-25 10:00:00.123456 UTC));
+        assert_eq!(
+            stamp.into_inner(),
+            datetime!(2026-11-25 10:00:00.123456 UTC)
+        );
     }
 
     #[test]

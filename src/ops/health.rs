@@ -147,10 +147,7 @@ impl Check {
             Ok(Err(error)) => (CheckStatus::Unhealthy, Some(error)),
             Err(_) => (
                 CheckStatus::Unhealthy,
-                Some(format!(
-                    "no answer within {} ms",
-                    self.timeout.as_millis()
-                )),
+                Some(format!("no answer within {} ms", self.timeout.as_millis())),
             ),
         };
         CheckResult {

@@ -96,7 +96,11 @@ where
             let outcome = match job().await {
                 Ok(()) => "success",
                 Err(err) => {
-                    tracing::warn!(job = name, error = format!("{err:#}"), "periodic job failed");
+                    tracing::warn!(
+                        job = name,
+                        error = format!("{err:#}"),
+                        "periodic job failed"
+                    );
                     "failure"
                 }
             };

@@ -26,8 +26,9 @@ pub fn effective_format(config: &Config) -> LogFormat {
 /// The filter: `RUST_LOG` when set, else `LOG_LEVEL` for everything.
 pub fn filter(config: &Config) -> EnvFilter {
     match std::env::var("RUST_LOG") {
-        Ok(directives) if !directives.trim().is_empty() => EnvFilter::try_new(directives)
-            .unwrap_or_else(|_| EnvFilter::new(&config.log_level)),
+        Ok(directives) if !directives.trim().is_empty() => {
+            EnvFilter::try_new(directives).unwrap_or_else(|_| EnvFilter::new(&config.log_level))
+        }
         _ => EnvFilter::new(&config.log_level),
     }
 }

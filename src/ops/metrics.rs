@@ -79,10 +79,7 @@ pub async fn get_metrics(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or("");
-        let matches: bool = presented
-            .as_bytes()
-            .ct_eq(token.expose().as_bytes())
-            .into();
+        let matches: bool = presented.as_bytes().ct_eq(token.expose().as_bytes()).into();
         if !matches {
             let mut response = AppError::Unauthorized(
                 "This endpoint needs Authorization: Bearer <METRICS_TOKEN>.".into(),

@@ -93,14 +93,20 @@ pub fn asset_url(name: &str) -> String {
     match MANIFEST.hashed_name.get(name) {
         Some(hashed) => format!("/static/{hashed}"),
         None => {
-            tracing::error!(asset = name, "template refers to an asset that does not exist");
+            tracing::error!(
+                asset = name,
+                "template refers to an asset that does not exist"
+            );
             format!("/static/{name}")
         }
     }
 }
 
 /// Serves `/static/{*path}`: hashed names as immutable, plain names with revalidation.
-pub async fn serve_asset(Path(path): Path<String>, headers: HeaderMap) -> Result<Response, AppError> {
+pub async fn serve_asset(
+    Path(path): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
     let manifest = &*MANIFEST;
     let (logical, cache_control) = match manifest.logical_name.get(&path) {
         Some(logical) => (logical.as_str(), IMMUTABLE),
@@ -108,7 +114,10 @@ pub async fn serve_asset(Path(path): Path<String>, headers: HeaderMap) -> Result
     };
     let asset = manifest.files.get(logical).ok_or(AppError::NotFound)?;
     let common = [
-        (header::CACHE_CONTROL, HeaderValue::from_static(cache_control)),
+        (
+            header::CACHE_CONTROL,
+            HeaderValue::from_static(cache_control),
+        ),
         (header::ETAG, asset.etag.clone()),
     ];
     let matches = headers

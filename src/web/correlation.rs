@@ -85,7 +85,13 @@ mod tests {
 
     #[test]
     fn invalid_client_ids_are_replaced() {
-        for id in ["short", &"x".repeat(129), "has space in it", "semi;colon!", "ünïcödé-id"] {
+        for id in [
+            "short",
+            &"x".repeat(129),
+            "has space in it",
+            "semi;colon!",
+            "ünïcödé-id",
+        ] {
             let Ok(value) = HeaderValue::from_str(id) else {
                 continue;
             };
@@ -94,7 +100,9 @@ mod tests {
             assert!(CorrelationId::parse(kept.as_str()).is_some());
         }
         let non_utf8 = HeaderValue::from_bytes(b"abc\xffdefghij").unwrap();
-        assert!(CorrelationId::parse(CorrelationId::from_header(Some(&non_utf8)).as_str()).is_some());
+        assert!(
+            CorrelationId::parse(CorrelationId::from_header(Some(&non_utf8)).as_str()).is_some()
+        );
     }
 
     #[test]

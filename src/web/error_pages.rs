@@ -54,7 +54,9 @@ pub async fn render_errors(request: Request, next: Next) -> Response {
     // Extractor rejections explain what was wrong with the request; keep that explanation.
     if matches!(
         status,
-        StatusCode::BAD_REQUEST | StatusCode::UNSUPPORTED_MEDIA_TYPE | StatusCode::UNPROCESSABLE_ENTITY
+        StatusCode::BAD_REQUEST
+            | StatusCode::UNSUPPORTED_MEDIA_TYPE
+            | StatusCode::UNPROCESSABLE_ENTITY
     ) && let Ok(bytes) = axum::body::to_bytes(body, MAX_FRAMEWORK_MESSAGE).await
         && let Ok(text) = std::str::from_utf8(&bytes)
         && !text.trim().is_empty()
@@ -72,9 +74,7 @@ fn is_bare_error(response: &Response) -> bool {
     }
     match response.headers().get(header::CONTENT_TYPE) {
         None => true,
-        Some(value) => value
-            .to_str()
-            .is_ok_and(|ct| ct.starts_with("text/plain")),
+        Some(value) => value.to_str().is_ok_and(|ct| ct.starts_with("text/plain")),
     }
 }
 

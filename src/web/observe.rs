@@ -1,8 +1,8 @@
 //! The outermost request middleware: correlation id, the request span, the access log line and HTTP metrics.
 //!
 //! Every log line emitted while handling a request is inside the `request` span, which carries the
-//! correlation id, method and matched route; the span gets the status and latency when the response
-//! is ready. Metric labels come from small fixed sets: the route *template* (never the raw path), a
+//! correlation id, method, matched route and path (without the query string); the span gets the
+//! status and latency when the response is ready. Metric labels come from small fixed sets: the route *template* (never the raw path), a
 //! known method, the status code.
 
 use std::time::Instant;
@@ -38,6 +38,7 @@ pub async fn observe(mut request: Request, next: Next) -> Response {
         correlation_id = %correlation_id,
         method,
         route = %route,
+        path = %request.uri().path(),
         status = tracing::field::Empty,
         latency_ms = tracing::field::Empty,
     );
@@ -98,7 +99,10 @@ mod tests {
     #[test]
     fn unusual_methods_share_one_label() {
         assert_eq!(method_label(&Method::GET), "GET");
-        assert_eq!(method_label(&Method::from_bytes(b"PROPFIND").unwrap()), "OTHER");
+        assert_eq!(
+            method_label(&Method::from_bytes(b"PROPFIND").unwrap()),
+            "OTHER"
+        );
         assert_eq!(method_label(&Method::TRACE), "OTHER");
     }
 }

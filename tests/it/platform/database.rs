@@ -1,0 +1,277 @@
+//! The database layer: migrations at start and by command, concurrent starts, incompatible schemas,
+//! timestamps, periodic-job leases.
+
+use std::time::Duration;
+
+use companion_hub::App;
+use companion_hub::cli::migrate_command;
+use companion_hub::db::{Db, Timestamp, migrate};
+use companion_hub::db_dispatch;
+use companion_hub::ops::jobs::JobLeases;
+use reqwest::StatusCode;
+use time::macros::datetime;
+
+use crate::on_both_backends;
+use crate::support::{Backend, TestApp, TestDatabase, test_config};
+
+const FUTURE_VERSION: i64 = 99_991_231_000_000;
+
+async fn insert_unknown_migration(db: &Db) {
+    db_dispatch!(db, pool => sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES ($1, $2, TRUE, $3, 0)",
+    )
+    .bind(FUTURE_VERSION)
+    .bind("from a newer release")
+    .bind(vec![0_u8; 48])
+    .execute(pool)
+    .await
+    .map(|_| ()))
+    .expect("insert a migration row");
+}
+
+async fn migrations_are_applied_at_start(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let status = migrate::status(&app.db).await.unwrap();
+    assert!(status.is_current(), "{status:?}");
+    assert!(!status.known.is_empty());
+    assert!(status.known.iter().all(|m| m.applied));
+    let (status, body) = app.get_json("/api/ready").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "ready");
+}
+
+async fn instances_starting_at_once_apply_each_migration_once(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let database = TestDatabase::create(backend, dir.path()).await;
+    let builds = (0..4).map(|_| {
+        let config = test_config(dir.path(), &database.url, &[]);
+        tokio::spawn(App::build(config))
+    });
+    let apps: Vec<App> = futures_util::future::join_all(builds)
+        .await
+        .into_iter()
+        .map(|joined| joined.expect("no panic").expect("every instance starts"))
+        .collect();
+    let db = apps[0].db();
+    let rows: Vec<(i64,)> = db_dispatch!(db, pool => sqlx::query_as(
+        "SELECT version FROM _sqlx_migrations ORDER BY version",
+    )
+    .fetch_all(pool)
+    .await)
+    .unwrap();
+    let known = migrate::migrator(db.backend()).iter().count();
+    assert_eq!(rows.len(), known, "each migration recorded exactly once");
+    assert!(migrate::status(db).await.unwrap().is_current());
+}
+
+async fn a_database_newer_than_the_binary_is_refused_at_start(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    insert_unknown_migration(&app.db).await;
+    let (dir, database) = app.stop_keeping_data().await;
+
+    for migrate_on_start in ["true", "false"] {
+        let config = test_config(
+            dir.path(),
+            &database.url,
+            &[("MIGRATE_ON_START", migrate_on_start)],
+        );
+        let error = App::build(config)
+            .await
+            .err()
+            .expect("a newer schema is refused")
+            .to_string();
+        assert!(error.contains("newer than this binary"), "{error}");
+        assert!(error.contains(&FUTURE_VERSION.to_string()), "{error}");
+    }
+}
+
+async fn a_running_instance_stops_being_ready_when_the_schema_moves_past_it(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    assert_eq!(app.get("/api/ready").await.status(), StatusCode::OK);
+    insert_unknown_migration(&app.db).await;
+    let (status, body) = app.get_json("/api/ready").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        body["reason"]
+            .as_str()
+            .unwrap()
+            .contains("newer than this binary")
+    );
+}
+
+async fn without_migrate_on_start_the_instance_waits_for_the_migrate_command(backend: Backend) {
+    let app = TestApp::spawn_with(backend, &[("MIGRATE_ON_START", "false")]).await;
+    let (status, body) = app.get_json("/api/ready").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        body["reason"].as_str().unwrap().contains("pending"),
+        "{body}"
+    );
+
+    let config = test_config(&app.data_dir(), &app.database.url, &[]);
+    let mut before = Vec::new();
+    migrate_command(&config, true, &mut before).await.unwrap();
+    let before = String::from_utf8(before).unwrap();
+    assert!(before.contains("pending"), "{before}");
+    assert!(before.contains("platform"), "names are listed: {before}");
+
+    let mut applied = Vec::new();
+    migrate_command(&config, false, &mut applied).await.unwrap();
+    assert!(
+        String::from_utf8(applied)
+            .unwrap()
+            .contains("migration(s) applied")
+    );
+
+    let mut after = Vec::new();
+    migrate_command(&config, true, &mut after).await.unwrap();
+    let after = String::from_utf8(after).unwrap();
+    assert!(
+        after.contains("applied") && after.contains(", 0 pending"),
+        "{after}"
+    );
+
+    let mut again = Vec::new();
+    migrate_command(&config, false, &mut again).await.unwrap();
+    assert!(String::from_utf8(again).unwrap().contains("up to date"));
+
+    assert_eq!(app.get("/api/ready").await.status(), StatusCode::OK);
+}
+
+async fn migrate_status_fails_on_a_newer_database(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    insert_unknown_migration(&app.db).await;
+    let config = test_config(&app.data_dir(), &app.database.url, &[]);
+    let mut out = Vec::new();
+    let error = migrate_command(&config, true, &mut out).await.unwrap_err();
+    assert!(error.to_string().contains("newer than this binary"));
+    assert!(
+        String::from_utf8(out)
+            .unwrap()
+            .contains("unknown to this binary")
+    );
+}
+
+async fn timestamps_compare_in_time_order_in_sql(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let whole = Timestamp::from(datetime!(2026-11-25 10:00:01 UTC));
+    let later = whole + Duration::from_millis(500);
+    for (name, at) in [("whole", whole), ("later", later)] {
+        db_dispatch!(&app.db, pool => sqlx::query(
+            "INSERT INTO job_leases (name, holder, leased_until) VALUES ($1, 'test', $2)",
+        )
+        .bind(name)
+        .bind(at)
+        .execute(pool)
+        .await
+        .map(|_| ()))
+        .unwrap();
+    }
+    let before_later: Vec<(String, Timestamp)> = db_dispatch!(&app.db, pool => sqlx::query_as(
+        "SELECT name, leased_until FROM job_leases WHERE leased_until < $1 ORDER BY leased_until",
+    )
+    .bind(later)
+    .fetch_all(pool)
+    .await)
+    .unwrap();
+    assert_eq!(before_later, vec![("whole".to_owned(), whole)]);
+}
+
+async fn a_periodic_job_lease_is_held_by_one_instance_at_a_time(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let first = JobLeases::new(app.db.clone(), "instance-a");
+    let second = JobLeases::new(app.db.clone(), "instance-b");
+    let now = Timestamp::now();
+    let lease = Duration::from_secs(60);
+
+    assert!(first.try_claim("purge", lease, now).await.unwrap());
+    assert!(!second.try_claim("purge", lease, now).await.unwrap());
+    assert!(
+        first.try_claim("purge", lease, now).await.unwrap(),
+        "renewable by its holder"
+    );
+    assert!(second.try_claim("other-job", lease, now).await.unwrap());
+
+    let expired = now + Duration::from_secs(61);
+    assert!(second.try_claim("purge", lease, expired).await.unwrap());
+    assert!(!first.try_claim("purge", lease, expired).await.unwrap());
+    first.record_run("purge", expired).await.unwrap();
+    second.record_run("purge", expired).await.unwrap();
+}
+
+async fn concurrent_claims_give_the_lease_to_exactly_one(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let now = Timestamp::now();
+    let claims = (0..8).map(|i| {
+        let leases = JobLeases::new(app.db.clone(), format!("instance-{i}"));
+        tokio::spawn(async move {
+            leases
+                .try_claim("sweep", Duration::from_secs(60), now)
+                .await
+                .unwrap()
+        })
+    });
+    let won = futures_util::future::join_all(claims)
+        .await
+        .into_iter()
+        .filter(|r| *r.as_ref().unwrap())
+        .count();
+    assert_eq!(won, 1);
+}
+
+on_both_backends!(
+    migrations_are_applied_at_start,
+    instances_starting_at_once_apply_each_migration_once,
+    a_database_newer_than_the_binary_is_refused_at_start,
+    a_running_instance_stops_being_ready_when_the_schema_moves_past_it,
+    without_migrate_on_start_the_instance_waits_for_the_migrate_command,
+    migrate_status_fails_on_a_newer_database,
+    timestamps_compare_in_time_order_in_sql,
+    a_periodic_job_lease_is_held_by_one_instance_at_a_time,
+    concurrent_claims_give_the_lease_to_exactly_one,
+);
+
+#[tokio::test]
+async fn sqlite_runs_with_wal_foreign_keys_and_creates_its_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/nested/deeper/hub.db", dir.path().display());
+    let db = Db::connect(&url).await.expect("folder is created");
+    let Db::Sqlite(pool) = &db else {
+        panic!("sqlite URL gives a SQLite pool")
+    };
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(mode, "wal");
+    let foreign_keys: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(foreign_keys, 1);
+    let busy: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert!(busy >= 1000);
+}
+
+#[tokio::test]
+async fn unreachable_and_invalid_database_urls_fail_with_a_clear_message() {
+    let error = Db::connect("postgres://nobody:pw@127.0.0.1:1/nothing")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.starts_with(
+            "cannot connect to the database at postgres://nobody:***@127.0.0.1:1/nothing"
+        ),
+        "{error}"
+    );
+    let error = Db::connect("mysql://localhost/x")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("sqlite:// or postgres://"), "{error}");
+}

@@ -1,0 +1,8 @@
+//! The platform: HTTP surface, database and migrations, health, metrics, logs, command line.
+
+mod cli;
+mod database;
+mod health;
+mod http;
+mod logging;
+mod metrics;

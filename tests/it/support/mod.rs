@@ -1,0 +1,292 @@
+//! Test harness: the real app on a port-0 listener with its own fresh database, on SQLite or PostgreSQL.
+
+pub mod fake_http;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use companion_hub::db::Db;
+use companion_hub::{App, Config};
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Which database a test runs against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Generates `<test>::sqlite` and `<test>::postgres` for each `async fn <test>(backend: Backend)`.
+///
+/// The PostgreSQL variant needs `TEST_DATABASE_URL`; without it the test passes vacuously outside CI
+/// and fails in CI (`CI` set), so CI cannot silently skip PostgreSQL.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),+ $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test]
+                async fn sqlite() {
+                    super::$name($crate::support::Backend::Sqlite).await;
+                }
+
+                #[tokio::test]
+                async fn postgres() {
+                    if $crate::support::postgres_available() {
+                        super::$name($crate::support::Backend::Postgres).await;
+                    }
+                }
+            }
+        )+
+    };
+}
+
+/// True when PostgreSQL tests can run; panics in CI when they cannot.
+pub fn postgres_available() -> bool {
+    if std::env::var("TEST_DATABASE_URL").is_ok_and(|url| !url.is_empty()) {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|ci| !ci.is_empty() && ci != "false") {
+        panic!(
+            "CI is set but TEST_DATABASE_URL is not: the PostgreSQL half of the suite would not run"
+        );
+    }
+    eprintln!("TEST_DATABASE_URL is not set: skipping the PostgreSQL variant");
+    false
+}
+
+/// A database that exists for one test: a temp SQLite file, or a fresh PostgreSQL database dropped
+/// when the test ends.
+pub struct TestDatabase {
+    pub url: String,
+    pg: Option<(String, String)>,
+}
+
+impl TestDatabase {
+    pub async fn create(backend: Backend, dir: &Path) -> Self {
+        match backend {
+            Backend::Sqlite => Self {
+                url: format!("sqlite://{}/hub.db", dir.display()),
+                pg: None,
+            },
+            Backend::Postgres => {
+                let admin_url = std::env::var("TEST_DATABASE_URL").expect("TEST_DATABASE_URL");
+                let name = format!("ch_test_{}", uuid::Uuid::now_v7().simple());
+                let admin = sqlx::PgPool::connect(&admin_url)
+                    .await
+                    .expect("connect to TEST_DATABASE_URL");
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(&admin)
+                    .await
+                    .expect("create test database");
+                admin.close().await;
+                let mut url = url::Url::parse(&admin_url).expect("TEST_DATABASE_URL is a URL");
+                url.set_path(&name);
+                Self {
+                    url: url.to_string(),
+                    pg: Some((admin_url, name)),
+                }
+            }
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let Some((admin_url, name)) = self.pg.take() else {
+            return;
+        };
+        // Drop runs outside async context guarantees: use a private runtime on a helper thread.
+        let _ = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async move {
+                if let Ok(admin) = sqlx::PgPool::connect(&admin_url).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&admin)
+                        .await;
+                    admin.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Configuration for a test app: its own data folder and database, port 0, plus `extra` overrides.
+pub fn test_config(dir: &Path, database_url: &str, extra: &[(&str, &str)]) -> Config {
+    let mut vars: Vec<(String, String)> = vec![
+        ("DATABASE_URL".into(), database_url.into()),
+        ("DATA_DIR".into(), dir.display().to_string()),
+        ("LISTEN_ADDR".into(), "127.0.0.1:0".into()),
+    ];
+    vars.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    Config::from_vars(vars).expect("valid test configuration")
+}
+
+/// The real application, serving on 127.0.0.1 on a free port, with its own database.
+pub struct TestApp {
+    pub address: SocketAddr,
+    pub client: reqwest::Client,
+    pub db: Db,
+    pub database: TestDatabase,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<std::io::Result<()>>>,
+    dir: TempDir,
+}
+
+impl TestApp {
+    /// An app with the default configuration.
+    pub async fn spawn(backend: Backend) -> Self {
+        Self::spawn_with(backend, &[]).await
+    }
+
+    /// An app with extra environment variables.
+    pub async fn spawn_with(backend: Backend, extra: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let database = TestDatabase::create(backend, dir.path()).await;
+        let config = test_config(dir.path(), &database.url, extra);
+        Self::serve(dir, database, config).await
+    }
+
+    /// Serves an app built from `config` on a fresh port-0 listener.
+    pub async fn serve(dir: TempDir, database: TestDatabase, config: Config) -> Self {
+        let app = App::build(config).await.expect("app builds");
+        let db = app.db().clone();
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+        let address = listener.local_addr().expect("local addr");
+        let (tx, rx) = oneshot::channel::<()>();
+        let server = tokio::spawn(app.serve(listener, async move {
+            let _ = rx.await;
+        }));
+        // The listener is bound before serve() starts, so requests queue until it accepts: no waiting.
+        Self {
+            address,
+            client: client(),
+            db,
+            database,
+            shutdown: Some(tx),
+            server: Some(server),
+            dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.address, path)
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request reaches the app")
+    }
+
+    pub async fn get_json(&self, path: &str) -> (reqwest::StatusCode, serde_json::Value) {
+        let response = self
+            .client
+            .get(self.url(path))
+            .header("accept", "application/json")
+            .send()
+            .await
+            .expect("request reaches the app");
+        let status = response.status();
+        let body = response.json().await.expect("JSON body");
+        (status, body)
+    }
+
+    pub async fn metrics(&self) -> String {
+        self.get("/metrics")
+            .await
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
+    /// Signals graceful shutdown and waits for the server to finish in-flight requests.
+    pub async fn stop(mut self) -> std::io::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let server = self.server.take().expect("server running");
+        tokio::time::timeout(Duration::from_secs(30), server)
+            .await
+            .expect("server stops within 30 s")
+            .expect("server task did not panic")
+    }
+
+    /// Stops the server and hands back its folder and database, to start another app on them.
+    pub async fn stop_keeping_data(mut self) -> (TempDir, TestDatabase) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
+        let database = std::mem::replace(
+            &mut self.database,
+            TestDatabase {
+                url: String::new(),
+                pg: None,
+            },
+        );
+        (dir, database)
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+    }
+}
+
+/// A client that neither follows redirects nor keeps cookies between tests.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("reqwest client")
+}
+
+/// Polls `condition` every 10 ms until it holds or `timeout` passes.
+pub async fn wait_until<F, Fut>(timeout: Duration, mut condition: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if condition().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
