@@ -204,3 +204,51 @@ async fn shutdown_signal() {
     }
     tracing::info!("shutdown requested; finishing in-flight requests");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_config_prints_a_masked_summary_and_warnings() {
+        let config = Config::from_vars([
+            ("DATABASE_URL", "postgres://app:pw-secret@db/hub"),
+            ("LISTEN_ADDR", "0.0.0.0:8080"),
+        ]);
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        assert_eq!(check_config(config, &mut out, &mut err), 0);
+        let out = String::from_utf8(out).unwrap();
+        assert!(out.starts_with("configuration is valid"));
+        assert!(out.contains("postgres://app:***@db/hub"));
+        assert!(!out.contains("pw-secret"));
+        assert!(out.contains("warning: PUBLIC_URL is not set"));
+        assert!(err.is_empty());
+    }
+
+    #[test]
+    fn check_config_reports_problems_on_stderr_with_exit_code_1() {
+        let config = Config::from_vars([("SESSION_DAYS", "forever"), ("LOG_FORMAT", "xml")]);
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        assert_eq!(check_config(config, &mut out, &mut err), 1);
+        let err = String::from_utf8(err).unwrap();
+        assert!(err.contains("2 problems"));
+        assert!(err.contains("SESSION_DAYS") && err.contains("LOG_FORMAT"));
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn the_command_line_parses_every_subcommand() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args).map(|cli| cli.command);
+        assert!(matches!(parse(&["companion-hub"]), Ok(None)));
+        assert!(matches!(parse(&["companion-hub", "serve"]), Ok(Some(Command::Serve))));
+        assert!(matches!(
+            parse(&["companion-hub", "migrate", "--status"]),
+            Ok(Some(Command::Migrate { status: true }))
+        ));
+        assert!(matches!(
+            parse(&["companion-hub", "check-config"]),
+            Ok(Some(Command::CheckConfig))
+        ));
+        assert!(parse(&["companion-hub", "launch-rockets"]).is_err());
+    }
+}

@@ -275,3 +275,64 @@ async fn unreachable_and_invalid_database_urls_fail_with_a_clear_message() {
         .to_string();
     assert!(error.contains("sqlite:// or postgres://"), "{error}");
 }
+
+async fn a_periodic_job_runs_only_where_its_lease_is_free(backend: Backend) {
+    use companion_hub::ops::jobs::spawn_periodic;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let app = TestApp::spawn(backend).await;
+    let elsewhere = JobLeases::new(app.db.clone(), "another-instance");
+    assert!(
+        elsewhere
+            .try_claim("held-elsewhere", Duration::from_secs(3600), Timestamp::now())
+            .await
+            .unwrap()
+    );
+
+    let here = JobLeases::new(app.db.clone(), "this-instance");
+    let free_runs = Arc::new(AtomicUsize::new(0));
+    let held_runs = Arc::new(AtomicUsize::new(0));
+    let interval = Duration::from_millis(20);
+    let free = {
+        let runs = free_runs.clone();
+        spawn_periodic(here.clone(), "free-job", interval, move || {
+            let runs = runs.clone();
+            async move {
+                runs.fetch_add(1, Ordering::SeqCst);
+                anyhow::Ok(())
+            }
+        })
+    };
+    let held = {
+        let runs = held_runs.clone();
+        spawn_periodic(here.clone(), "held-elsewhere", interval, move || {
+            let runs = runs.clone();
+            async move {
+                runs.fetch_add(1, Ordering::SeqCst);
+                anyhow::Ok(())
+            }
+        })
+    };
+    // Both tick on the same interval; by the time the free job ran three times, the held one has had
+    // as many chances.
+    assert!(
+        crate::support::wait_until(Duration::from_secs(10), || async {
+            free_runs.load(Ordering::SeqCst) >= 3
+        })
+        .await
+    );
+    free.abort();
+    held.abort();
+    assert_eq!(held_runs.load(Ordering::SeqCst), 0);
+
+    let last_run: Option<Timestamp> = db_dispatch!(&app.db, pool => sqlx::query_scalar(
+        "SELECT last_run_at FROM job_leases WHERE name = 'free-job'",
+    )
+    .fetch_one(pool)
+    .await)
+    .unwrap();
+    assert!(last_run.is_some(), "the run is recorded");
+}
+
+on_both_backends!(a_periodic_job_runs_only_where_its_lease_is_free);
