@@ -240,7 +240,10 @@ mod tests {
     fn the_command_line_parses_every_subcommand() {
         let parse = |args: &[&str]| Cli::try_parse_from(args).map(|cli| cli.command);
         assert!(matches!(parse(&["companion-hub"]), Ok(None)));
-        assert!(matches!(parse(&["companion-hub", "serve"]), Ok(Some(Command::Serve))));
+        assert!(matches!(
+            parse(&["companion-hub", "serve"]),
+            Ok(Some(Command::Serve))
+        ));
         assert!(matches!(
             parse(&["companion-hub", "migrate", "--status"]),
             Ok(Some(Command::Migrate { status: true }))

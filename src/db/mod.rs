@@ -1,7 +1,7 @@
 //! The database handle: SQLite or PostgreSQL behind one [`Db`] type, chosen by the URL scheme.
 //!
 //! Policy: each query is written once, in SQL that both backends accept, with `$1…$N` placeholders, and
-//! run through [`db_dispatch!`] so it executes on the native pool with native types (uuid, timestamps,
+//! run through [`db_dispatch!`](crate::db_dispatch) so it executes on the native pool with native types (uuid, timestamps,
 //! booleans, JSON). Uniqueness and integrity live in the schema; callers map constraint violations to
 //! field errors instead of checking first. `db/` knows nothing of HTTP.
 

@@ -285,7 +285,11 @@ async fn a_periodic_job_runs_only_where_its_lease_is_free(backend: Backend) {
     let elsewhere = JobLeases::new(app.db.clone(), "another-instance");
     assert!(
         elsewhere
-            .try_claim("held-elsewhere", Duration::from_secs(3600), Timestamp::now())
+            .try_claim(
+                "held-elsewhere",
+                Duration::from_secs(3600),
+                Timestamp::now()
+            )
             .await
             .unwrap()
     );
