@@ -24,18 +24,21 @@ use tower_http::timeout::TimeoutLayer;
 
 use crate::config::Config;
 use crate::db::migrate::{self, MigrationError};
-use crate::db::{ConnectError, Db};
+use crate::db::{ConnectError, Db, Timestamp};
 use crate::error::AppError;
 use crate::ops::health::{Check, DatabaseProbe, HealthChecks, InProcessProbe, UPSTREAM_CACHE_TTL};
+use crate::ops::jobs::JobLeases;
 use crate::state::AppState;
 use crate::web::security_headers::{SecurityHeaders, add_security_headers};
-use crate::web::{assets, error_pages, observe};
-use crate::{home, ops, providers};
+use crate::web::{RateLimiter, assets, csrf, error_pages, observe, session};
+use crate::{accounts, companions, home, ops, providers};
 
 /// Hard cap on any request body; uploads are the largest legitimate bodies.
 pub const MAX_REQUEST_BYTES: usize = 12 * 1024 * 1024;
 /// What body extractors (forms, JSON) accept unless a route raises it.
 pub const MAX_FORM_BYTES: usize = 256 * 1024;
+/// How often expired sessions and rate-limit windows are deleted.
+pub const PURGE_INTERVAL: Duration = Duration::from_secs(600);
 /// A request that has not produced its response headers by then is answered 408.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -86,6 +89,9 @@ impl App {
                 );
             }
         }
+        accounts::password::warm_up()
+            .await
+            .map_err(|err| anyhow::anyhow!("{err}"))?;
         Ok(Self {
             config: Arc::new(config),
             db,
@@ -107,8 +113,18 @@ impl App {
     ) -> std::io::Result<()> {
         let bound = listener.local_addr()?;
         let state = self.state(bound);
-        let router = router(state);
+        let router = router(state.clone());
 
+        let purge = ops::jobs::spawn_periodic(
+            JobLeases::new(self.db.clone(), uuid::Uuid::now_v7().to_string()),
+            "purge-expired",
+            PURGE_INTERVAL,
+            {
+                let db = self.db.clone();
+                let limiter = state.rate_limiter.clone();
+                move || purge_expired(db.clone(), limiter.clone())
+            },
+        );
         let upkeep = {
             let metrics = self.metrics.clone();
             tokio::spawn(async move {
@@ -134,6 +150,7 @@ impl App {
         .await;
 
         upkeep.abort();
+        purge.abort();
         self.db.close().await;
         tracing::info!("companion hub stopped");
         served
@@ -169,6 +186,7 @@ impl App {
             health: Arc::new(health),
             http: self.http.clone(),
             allowed_origins: Arc::new(config.allowed_origins(bound)),
+            rate_limiter: RateLimiter::new(self.db.clone(), config.rate_limits.clone()),
         }
     }
 }
@@ -179,8 +197,15 @@ impl App {
 /// first and every response last.
 pub fn router(state: AppState) -> Router {
     let security = SecurityHeaders::new(state.config.is_https());
-    Router::new()
+    // Pages and APIs of the features: sessions are loaded (outer) before CSRF is checked (inner).
+    let features = Router::new()
         .merge(home::router())
+        .merge(accounts::router())
+        .merge(companions::router())
+        .route_layer(from_fn_with_state(state.clone(), csrf::verify_csrf))
+        .route_layer(from_fn_with_state(state.clone(), session::load_session));
+    Router::new()
+        .merge(features)
         .merge(ops::router())
         .route("/static/{*path}", get(assets::serve_asset))
         .fallback(not_found)
@@ -196,6 +221,19 @@ pub fn router(state: AppState) -> Router {
         .layer(from_fn_with_state(security, add_security_headers))
         .layer(from_fn(observe::observe))
         .with_state(state)
+}
+
+/// Deletes expired sessions, pre-sessions and rate-limit windows.
+async fn purge_expired(db: Db, limiter: RateLimiter) -> anyhow::Result<()> {
+    let now = Timestamp::now();
+    let sessions = session::store::purge_expired(&db, now).await?;
+    let windows = limiter.purge_expired(now).await?;
+    tracing::debug!(
+        sessions,
+        rate_limit_windows = windows,
+        "expired rows purged"
+    );
+    Ok(())
 }
 
 async fn not_found() -> AppError {

@@ -1,4 +1,4 @@
-//! The command line: `serve` (default), `migrate [--status]`, `check-config`.
+//! The command line: `serve` (default), `migrate [--status]`, `check-config`, `unlock-user`.
 //!
 //! Policy: a failure prints one line saying what is wrong (never a panic trace) and exits 1; secrets
 //! are never printed. Commands write to the writers they are given, so tests run them in-process.
@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use crate::app::App;
 use crate::config::{Config, ConfigProblems};
 use crate::db::{Db, migrate};
-use crate::ops;
+use crate::{accounts, ops};
 
 /// Companion Hub: create AI companions and talk with them.
 #[derive(Debug, Parser)]
@@ -36,6 +36,11 @@ pub enum Command {
     },
     /// Validate the configuration and print it with secrets masked; exit 1 on any problem.
     CheckConfig,
+    /// Lift an account lock (after too many failed sign-ins).
+    UnlockUser {
+        /// The account's username or email.
+        identifier: String,
+    },
 }
 
 /// Parses the command line, runs the command, and turns the outcome into an exit code.
@@ -67,6 +72,9 @@ pub fn main_entry() -> ExitCode {
             None | Some(Command::Serve) => serve(config).await,
             Some(Command::Migrate { status }) => {
                 migrate_command(&config, status, &mut stdout).await
+            }
+            Some(Command::UnlockUser { identifier }) => {
+                unlock_user_command(&config, &identifier, &mut stdout).await
             }
             Some(Command::CheckConfig) => Ok(()),
         }
@@ -127,6 +135,30 @@ pub async fn migrate_command(
     };
     db.close().await;
     result
+}
+
+/// `unlock-user <username|email>`: clears the failure count and any lock of one account.
+pub async fn unlock_user_command(
+    config: &Config,
+    identifier: &str,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let db = Db::connect(config.database_url.expose()).await?;
+    let status = migrate::status(&db).await?;
+    if let Some(problem) = status.incompatibility() {
+        return Err(problem.into());
+    }
+    let unlocked = accounts::store::unlock(&db, identifier).await;
+    db.close().await;
+    match unlocked? {
+        Some(username) => {
+            writeln!(out, "unlocked @{username}; they can sign in again")?;
+            Ok(())
+        }
+        None => Err(anyhow::anyhow!(
+            "no account has the username or email {identifier:?}"
+        )),
+    }
 }
 
 async fn print_status(db: &Db, out: &mut impl Write) -> anyhow::Result<()> {
@@ -252,6 +284,11 @@ mod tests {
             parse(&["companion-hub", "check-config"]),
             Ok(Some(Command::CheckConfig))
         ));
+        assert!(matches!(
+            parse(&["companion-hub", "unlock-user", "alice"]),
+            Ok(Some(Command::UnlockUser { identifier })) if identifier == "alice"
+        ));
+        assert!(parse(&["companion-hub", "unlock-user"]).is_err());
         assert!(parse(&["companion-hub", "launch-rockets"]).is_err());
     }
 }

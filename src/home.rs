@@ -1,33 +1,21 @@
-//! The landing page at `/`.
+//! The start page at `/`: signed-in people go to their companions, everyone else to sign-in.
 
-use askama::Template;
 use axum::Router;
-use axum::extract::State;
-use axum::response::Html;
+use axum::response::Redirect;
 use axum::routing::get;
 
-use crate::error::AppError;
 use crate::state::AppState;
-use crate::web::{PageContext, render};
-
-/// Renders `/`: what this instance is and what is connected.
-#[derive(Template)]
-#[template(path = "home.html")]
-struct HomePage {
-    page: PageContext,
-    llm_configured: bool,
-    image_backend: &'static str,
-}
+use crate::web::MaybeUser;
 
 /// `/`.
 pub fn router() -> Router<AppState> {
-    Router::new().route("/", get(show_home))
+    Router::new().route("/", get(show_start))
 }
 
-async fn show_home(State(state): State<AppState>) -> Result<Html<String>, AppError> {
-    render(&HomePage {
-        page: PageContext::new("Companion Hub", "home"),
-        llm_configured: state.config.llm.is_some(),
-        image_backend: state.config.image_backend.name(),
-    })
+async fn show_start(visitor: MaybeUser) -> Redirect {
+    if visitor.user.is_some() {
+        Redirect::to("/companions")
+    } else {
+        Redirect::to("/login")
+    }
 }

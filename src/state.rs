@@ -10,6 +10,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use crate::config::Config;
 use crate::db::Db;
 use crate::ops::health::HealthChecks;
+use crate::web::RateLimiter;
 
 /// Cheap to clone: every field is shared.
 #[derive(Clone)]
@@ -26,4 +27,6 @@ pub struct AppState {
     pub http: reqwest::Client,
     /// Browser origins accepted for state-changing requests.
     pub allowed_origins: Arc<Vec<String>>,
+    /// Per-action rate limits, counted in the database.
+    pub rate_limiter: RateLimiter,
 }

@@ -22,6 +22,9 @@ use time::macros::format_description;
 const SQLITE_FORMAT: &[BorrowedFormatItem<'static>] =
     format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
 
+const DISPLAY_FORMAT: &[BorrowedFormatItem<'static>] =
+    format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
+
 /// A UTC instant with microsecond precision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -36,6 +39,13 @@ impl Timestamp {
     /// The instant as an `OffsetDateTime` in UTC.
     pub fn into_inner(self) -> OffsetDateTime {
         self.0
+    }
+
+    /// For people: `2026-11-25 10:36 UTC`.
+    pub fn display(self) -> String {
+        self.0
+            .format(DISPLAY_FORMAT)
+            .unwrap_or_else(|_| self.0.to_string())
     }
 
     /// Whole seconds from `self` until `later` (0 when `later` is not after `self`), rounded up.

@@ -1,12 +1,21 @@
 //! HTTP infrastructure the features use: middleware (correlation id, observation, security headers,
-//! error rendering), page rendering helpers and the embedded static assets.
+//! error rendering, sessions, CSRF), extractors (`CurrentUser`, `MaybeUser`, `ClientIp`), rate limits,
+//! page rendering helpers and the embedded static assets.
 
 pub mod assets;
+pub mod client_ip;
 pub mod correlation;
+pub mod csrf;
 pub mod error_pages;
+pub mod forms;
 pub mod observe;
 pub mod page;
+pub mod rate_limit;
 pub mod security_headers;
+pub mod session;
 
+pub use client_ip::ClientIp;
 pub use correlation::CorrelationId;
 pub use page::{PageContext, render};
+pub use rate_limit::{Action, RateLimiter};
+pub use session::{CurrentUser, MaybeUser, Session, SessionUser};

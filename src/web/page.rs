@@ -4,6 +4,7 @@ use askama::Template;
 use axum::response::Html;
 
 use super::assets;
+use super::session::SessionUser;
 use crate::error::AppError;
 
 /// The layout's data, carried by every page template as its `page` field.
@@ -15,6 +16,8 @@ pub struct PageContext {
     pub csrf_token: String,
     /// The navigation entry to highlight (`home`, `companions`, …).
     pub section: &'static str,
+    /// The signed-in user, for the navigation.
+    pub user: Option<SessionUser>,
 }
 
 impl PageContext {
@@ -24,6 +27,7 @@ impl PageContext {
             title: title.into(),
             csrf_token: String::new(),
             section,
+            user: None,
         }
     }
 

@@ -8,27 +8,31 @@ use reqwest::header::{self, HeaderValue};
 use crate::on_both_backends;
 use crate::support::{Backend, TestApp, wait_until};
 
-async fn the_start_page_renders_in_the_layout(backend: Backend) {
+async fn the_start_page_sends_visitors_to_sign_in_within_the_layout(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let response = app.get("/").await;
+    let start = app.get("/").await;
+    assert_eq!(start.status(), StatusCode::SEE_OTHER);
+    assert_eq!(start.headers()[header::LOCATION], "/login");
+    let response = app.get("/login").await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(
         response.headers()[header::CONTENT_TYPE],
         "text/html; charset=utf-8"
     );
     let html = response.text().await.unwrap();
-    assert!(html.contains("<title>Companion Hub</title>"));
-    assert!(html.contains(r#"<meta name="csrf-token""#), "csrf slot");
+    assert!(html.contains("<title>Sign in · Companion Hub</title>"));
+    assert!(
+        html.contains(r#"<meta name="csrf-token" content=""#),
+        "csrf slot"
+    );
     assert!(html.contains(r#"<meta name="viewport" content="width=device-width"#));
     assert!(html.contains(r#"class="site-header""#) && html.contains(r#"class="site-footer""#));
     assert!(html.contains(r#"id="theme-toggle""#));
-    // No LLM configured: the page says how to connect one.
-    assert!(html.contains("LLM_BASE_URL"));
 }
 
 async fn pages_contain_no_inline_scripts_or_styles(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    for path in ["/", "/no-such-page"] {
+    for path in ["/login", "/register", "/no-such-page"] {
         let html = app.get(path).await.text().await.unwrap();
         for (index, _) in html.match_indices("<script") {
             let tag_end = html[index..].find('>').unwrap() + index;
@@ -145,7 +149,7 @@ async fn every_response_carries_the_security_headers(backend: Backend) {
 
 async fn hsts_is_sent_when_the_public_url_is_https(backend: Backend) {
     let app = TestApp::spawn_with(backend, &[("PUBLIC_URL", "https://hub.example.com")]).await;
-    let response = app.get("/").await;
+    let response = app.get("/login").await;
     let hsts = response.headers()[header::STRICT_TRANSPORT_SECURITY]
         .to_str()
         .unwrap();
@@ -182,7 +186,11 @@ async fn malformed_headers_never_cause_a_500(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let response = app
         .client
-        .get(app.url("/"))
+        .get(app.url("/login"))
+        .header(
+            header::COOKIE,
+            HeaderValue::from_bytes(b"session=\xff\xfe; ;;==").unwrap(),
+        )
         .header(
             header::ACCEPT,
             HeaderValue::from_bytes(b"\xff\xfe garbage").unwrap(),
@@ -205,7 +213,7 @@ async fn malformed_headers_never_cause_a_500(backend: Backend) {
 
 async fn static_assets_are_served_under_hashed_immutable_urls(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let html = app.get("/").await.text().await.unwrap();
+    let html = app.get("/login").await.text().await.unwrap();
     let start = html.find("/static/css/app.").expect("stylesheet link");
     let end = start + html[start..].find('"').unwrap();
     let css_url = &html[start..end];
@@ -306,7 +314,7 @@ async fn graceful_shutdown_finishes_in_flight_requests(backend: Backend) {
 }
 
 on_both_backends!(
-    the_start_page_renders_in_the_layout,
+    the_start_page_sends_visitors_to_sign_in_within_the_layout,
     pages_contain_no_inline_scripts_or_styles,
     unknown_routes_answer_404_as_html_or_json_with_the_reference,
     a_wrong_method_answers_405_with_allow,

@@ -1,0 +1,102 @@
+//! Password hashing with Argon2id (m = 19 MiB, t = 2, p = 1), always off the async runtime.
+//!
+//! Policy: a login for an unknown account still runs one verification, against a dummy hash, so the
+//! answer takes the same time and says the same thing whether or not the account exists.
+
+use std::sync::OnceLock;
+
+use argon2::password_hash::SaltString;
+use argon2::password_hash::rand_core::OsRng;
+use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
+
+use crate::error::AppError;
+
+static DUMMY_HASH: OnceLock<String> = OnceLock::new();
+
+fn hash_blocking(password: &str) -> Result<String, argon2::password_hash::Error> {
+    let salt = SaltString::generate(&mut OsRng);
+    Ok(Argon2::default()
+        .hash_password(password.as_bytes(), &salt)?
+        .to_string())
+}
+
+fn verify_blocking(password: &str, hash: &str) -> bool {
+    metrics::counter!("password_verifications_total").increment(1);
+    PasswordHash::new(hash).is_ok_and(|parsed| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
+    })
+}
+
+/// Hashes a new password (PHC string with salt and parameters).
+pub async fn hash(password: String) -> Result<String, AppError> {
+    tokio::task::spawn_blocking(move || hash_blocking(&password))
+        .await
+        .map_err(|err| AppError::Internal(anyhow::anyhow!("password hashing task failed: {err}")))?
+        .map_err(|err| AppError::Internal(anyhow::anyhow!("password hashing failed: {err}")))
+}
+
+/// Checks `password` against `hash`, or against the dummy hash when there is no account.
+pub async fn verify(password: String, hash: Option<String>) -> Result<bool, AppError> {
+    let known = hash.is_some();
+    let outcome = tokio::task::spawn_blocking(move || {
+        let hash = match hash {
+            Some(hash) => hash,
+            None => dummy_hash()?.to_owned(),
+        };
+        Ok::<_, argon2::password_hash::Error>(verify_blocking(&password, &hash))
+    })
+    .await
+    .map_err(|err| AppError::Internal(anyhow::anyhow!("password check task failed: {err}")))?
+    .map_err(|err| AppError::Internal(anyhow::anyhow!("dummy hash failed: {err}")))?;
+    Ok(known && outcome)
+}
+
+/// Computes the dummy hash now, so the first unknown-user login is not slower than the rest.
+pub async fn warm_up() -> Result<(), AppError> {
+    tokio::task::spawn_blocking(|| dummy_hash().map(|_| ()))
+        .await
+        .map_err(|err| AppError::Internal(anyhow::anyhow!("warm-up task failed: {err}")))?
+        .map_err(|err| AppError::Internal(anyhow::anyhow!("dummy hash failed: {err}")))
+}
+
+fn dummy_hash() -> Result<&'static str, argon2::password_hash::Error> {
+    if let Some(hash) = DUMMY_HASH.get() {
+        return Ok(hash);
+    }
+    let hash = hash_blocking("not a real password: nothing verifies against this")?;
+    Ok(DUMMY_HASH.get_or_init(|| hash))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_hash_verifies_its_password_only() {
+        let hash = hash("Tulip-Garden-42".into()).await.unwrap();
+        assert!(
+            hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{hash}"
+        );
+        assert!(
+            verify("Tulip-Garden-42".into(), Some(hash.clone()))
+                .await
+                .unwrap()
+        );
+        assert!(!verify("tulip-garden-42".into(), Some(hash)).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn unknown_accounts_never_verify() {
+        assert!(
+            !verify(
+                "not a real password: nothing verifies against this".into(),
+                None
+            )
+            .await
+            .unwrap()
+        );
+    }
+}

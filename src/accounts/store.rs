@@ -1,0 +1,233 @@
+//! SQL for the `users` table: creation, credential lookup, lockout bookkeeping, settings changes.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::validation::{DisplayName, Email, Username};
+use crate::db::{Db, Timestamp};
+use crate::db_dispatch;
+use crate::web::SessionUser;
+
+/// A user about to be stored.
+pub struct NewUser<'a> {
+    /// Normalised email.
+    pub email: &'a Email,
+    /// Normalised username.
+    pub username: &'a Username,
+    /// Display name.
+    pub display_name: &'a DisplayName,
+    /// Argon2id PHC string.
+    pub password_hash: &'a str,
+}
+
+/// Why a user could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    /// The email belongs to another account (in any case).
+    #[error("email already registered")]
+    EmailTaken,
+    /// The username belongs to another account (in any case).
+    #[error("username already taken")]
+    UsernameTaken,
+    /// The database failed.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// Inserts a user; unique violations come back as [`CreateError::EmailTaken`] / `UsernameTaken`.
+pub async fn create(db: &Db, new: NewUser<'_>) -> Result<SessionUser, CreateError> {
+    let id = Uuid::now_v7();
+    let now = Timestamp::now();
+    let inserted = db_dispatch!(db, pool => sqlx::query(
+        "INSERT INTO users (id, email, username, display_name, password_hash, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(id)
+    .bind(new.email.as_str())
+    .bind(new.username.as_str())
+    .bind(new.display_name.as_str())
+    .bind(new.password_hash)
+    .bind(now)
+    .bind(now)
+    .execute(pool)
+    .await
+    .map(|_| ()));
+    match inserted {
+        Ok(()) => Ok(SessionUser {
+            id,
+            username: new.username.as_str().to_owned(),
+            display_name: new.display_name.as_str().to_owned(),
+        }),
+        Err(err) if violates(&err, "users_email_key") => Err(CreateError::EmailTaken),
+        Err(err) if violates(&err, "users_username_key") => Err(CreateError::UsernameTaken),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// True when `err` violates the unique index `name` (PostgreSQL names it; SQLite says it in words).
+fn violates(err: &sqlx::Error, name: &str) -> bool {
+    match err {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            db.constraint() == Some(name) || db.message().contains(name)
+        }
+        _ => false,
+    }
+}
+
+/// What a login needs to know about an account.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Credentials {
+    /// Account id.
+    pub id: Uuid,
+    /// Login name.
+    pub username: String,
+    /// Display name.
+    pub display_name: String,
+    /// Argon2id PHC string.
+    pub password_hash: String,
+    /// Consecutive failures since the last success or lock.
+    pub failed_logins: i64,
+    /// Locked until then, when in the future.
+    pub locked_until: Option<Timestamp>,
+}
+
+/// Looks an account up by username or email, case-insensitively.
+pub async fn find_credentials(
+    db: &Db,
+    identifier: &str,
+) -> Result<Option<Credentials>, sqlx::Error> {
+    let identifier = identifier.trim().to_lowercase();
+    db_dispatch!(db, pool => sqlx::query_as(
+        "SELECT id, username, display_name, password_hash, failed_logins, locked_until FROM users \
+         WHERE lower(username) = $1 OR lower(email) = $1",
+    )
+    .bind(identifier)
+    .fetch_optional(pool)
+    .await)
+}
+
+/// Counts a failed login; at `threshold` consecutive failures the account locks for `lock_for`
+/// (and the count starts again). Returns the lock's end when this failure locked the account.
+pub async fn record_failure(
+    db: &Db,
+    id: Uuid,
+    threshold: u32,
+    lock_for: Duration,
+    now: Timestamp,
+) -> Result<Option<Timestamp>, sqlx::Error> {
+    let lock_until = now + lock_for;
+    let row: Option<(i64, Option<Timestamp>)> = db_dispatch!(db, pool => sqlx::query_as(
+        "UPDATE users SET \
+             failed_logins = CASE WHEN failed_logins + 1 >= $1 THEN 0 ELSE failed_logins + 1 END, \
+             locked_until = CASE WHEN failed_logins + 1 >= $1 THEN $2 ELSE locked_until END, \
+             updated_at = $3 \
+         WHERE id = $4 RETURNING failed_logins, locked_until",
+    )
+    .bind(i64::from(threshold))
+    .bind(lock_until)
+    .bind(now)
+    .bind(id)
+    .fetch_optional(pool)
+    .await)?;
+    Ok(match row {
+        Some((0, Some(until))) if until == lock_until => Some(until),
+        _ => None,
+    })
+}
+
+/// A successful login: the failure count and any expired lock are cleared.
+pub async fn record_success(db: &Db, id: Uuid, now: Timestamp) -> Result<(), sqlx::Error> {
+    db_dispatch!(db, pool => sqlx::query(
+        "UPDATE users SET failed_logins = 0, locked_until = NULL, updated_at = $1 WHERE id = $2",
+    )
+    .bind(now)
+    .bind(id)
+    .execute(pool)
+    .await
+    .map(|_| ()))
+}
+
+/// Lifts a lock (the `unlock-user` command); returns the username, or `None` when no account matches.
+pub async fn unlock(db: &Db, identifier: &str) -> Result<Option<String>, sqlx::Error> {
+    let identifier = identifier.trim().to_lowercase();
+    db_dispatch!(db, pool => sqlx::query_scalar(
+        "UPDATE users SET failed_logins = 0, locked_until = NULL, updated_at = $1 \
+         WHERE lower(username) = $2 OR lower(email) = $2 RETURNING username",
+    )
+    .bind(Timestamp::now())
+    .bind(identifier)
+    .fetch_optional(pool)
+    .await)
+}
+
+/// The stored password hash of an account.
+pub async fn password_hash(db: &Db, id: Uuid) -> Result<Option<String>, sqlx::Error> {
+    db_dispatch!(db, pool => sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
+        .bind(id)
+        .fetch_optional(pool)
+        .await)
+}
+
+/// Changes the display name.
+pub async fn update_display_name(db: &Db, id: Uuid, name: &DisplayName) -> Result<(), sqlx::Error> {
+    db_dispatch!(db, pool => sqlx::query(
+        "UPDATE users SET display_name = $1, updated_at = $2 WHERE id = $3",
+    )
+    .bind(name.as_str())
+    .bind(Timestamp::now())
+    .bind(id)
+    .execute(pool)
+    .await
+    .map(|_| ()))
+}
+
+/// Replaces the password hash.
+pub async fn update_password_hash(db: &Db, id: Uuid, hash: &str) -> Result<(), sqlx::Error> {
+    db_dispatch!(db, pool => sqlx::query(
+        "UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3",
+    )
+    .bind(hash)
+    .bind(Timestamp::now())
+    .bind(id)
+    .execute(pool)
+    .await
+    .map(|_| ()))
+}
+
+/// Deletes an account and (by cascade) everything it owns.
+pub async fn delete(db: &Db, id: Uuid) -> Result<bool, sqlx::Error> {
+    db_dispatch!(db, pool => sqlx::query("DELETE FROM users WHERE id = $1")
+        .bind(id)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected() == 1))
+}
+
+/// The account as exported to its owner.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct AccountRecord {
+    /// Account id.
+    pub id: Uuid,
+    /// Email.
+    pub email: String,
+    /// Username.
+    pub username: String,
+    /// Display name.
+    pub display_name: String,
+    /// Registration time.
+    pub created_at: Timestamp,
+    /// Last change.
+    pub updated_at: Timestamp,
+}
+
+/// The account's own fields (never the password hash).
+pub async fn account(db: &Db, id: Uuid) -> Result<Option<AccountRecord>, sqlx::Error> {
+    db_dispatch!(db, pool => sqlx::query_as(
+        "SELECT id, email, username, display_name, created_at, updated_at FROM users WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await)
+}
