@@ -1,0 +1,167 @@
+//! A visitor with their own cookie jar, who reads CSRF tokens off pages and submits forms like a browser.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::cookie::CookieStore;
+use reqwest::header;
+
+use super::TestApp;
+
+/// A password every policy rule accepts.
+pub const PASSWORD: &str = "Tulip-Garden-42";
+
+/// One browser: a cookie jar and the app's address.
+#[derive(Clone)]
+pub struct Visitor {
+    pub client: reqwest::Client,
+    jar: Arc<reqwest::cookie::Jar>,
+    base: String,
+}
+
+impl TestApp {
+    /// A new visitor with an empty cookie jar.
+    pub fn visitor(&self) -> Visitor {
+        let jar = Arc::new(reqwest::cookie::Jar::default());
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .cookie_provider(jar.clone())
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("client");
+        Visitor {
+            client,
+            jar,
+            base: self.url(""),
+        }
+    }
+
+    /// A visitor who registered `username` (display name = username, email `<username>@example.com`,
+    /// password [`PASSWORD`]) and is signed in.
+    pub async fn signed_in(&self, username: &str) -> Visitor {
+        let visitor = self.visitor();
+        let response = visitor
+            .register(
+                username,
+                &format!("{username}@example.com"),
+                username,
+                PASSWORD,
+            )
+            .await;
+        assert_eq!(
+            response.status(),
+            303,
+            "registration of {username} failed: {}",
+            response.text().await.unwrap_or_default()
+        );
+        visitor
+    }
+}
+
+impl Visitor {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.expect("GET")
+    }
+
+    pub async fn page(&self, path: &str) -> String {
+        let response = self.get(path).await;
+        assert_eq!(response.status(), 200, "GET {path}");
+        response.text().await.expect("page text")
+    }
+
+    /// The masked CSRF token of the page at `path`.
+    pub async fn csrf_token(&self, path: &str) -> String {
+        csrf_token_in(&self.page(path).await)
+    }
+
+    /// Posts a form with `token` and a same-site Origin, as a browser does.
+    pub async fn post_form(
+        &self,
+        path: &str,
+        token: &str,
+        fields: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let mut form: Vec<(&str, &str)> = vec![("csrf_token", token)];
+        form.extend_from_slice(fields);
+        self.client
+            .post(self.url(path))
+            .header(header::ORIGIN, self.base.trim_end_matches('/'))
+            .form(&form)
+            .send()
+            .await
+            .expect("POST")
+    }
+
+    /// Opens `page`, takes its token, and submits `fields` to `action`.
+    pub async fn submit(
+        &self,
+        page: &str,
+        action: &str,
+        fields: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let token = self.csrf_token(page).await;
+        self.post_form(action, &token, fields).await
+    }
+
+    pub async fn register(
+        &self,
+        name: &str,
+        email: &str,
+        username: &str,
+        password: &str,
+    ) -> reqwest::Response {
+        self.submit(
+            "/register",
+            "/register",
+            &[
+                ("name", name),
+                ("email", email),
+                ("username", username),
+                ("password", password),
+                ("password_confirm", password),
+            ],
+        )
+        .await
+    }
+
+    pub async fn login(&self, identifier: &str, password: &str) -> reqwest::Response {
+        self.submit(
+            "/login",
+            "/login",
+            &[("identifier", identifier), ("password", password)],
+        )
+        .await
+    }
+
+    /// The session cookie's value, if the jar holds one.
+    pub fn session_cookie(&self) -> Option<String> {
+        let url = reqwest::Url::parse(&self.base).expect("base URL");
+        let cookies = self.jar.cookies(&url)?;
+        cookies
+            .to_str()
+            .ok()?
+            .split(';')
+            .map(str::trim)
+            .find_map(|pair| pair.strip_prefix("session="))
+            .map(str::to_owned)
+    }
+
+    /// Replaces the jar's session cookie (to replay an old one).
+    pub fn set_session_cookie(&self, value: &str) {
+        let url = reqwest::Url::parse(&self.base).expect("base URL");
+        self.jar
+            .add_cookie_str(&format!("session={value}; Path=/"), &url);
+    }
+}
+
+/// The token in `<meta name="csrf-token" content="…">`.
+pub fn csrf_token_in(html: &str) -> String {
+    let marker = r#"<meta name="csrf-token" content=""#;
+    let start = html.find(marker).expect("csrf meta tag") + marker.len();
+    let end = start + html[start..].find('"').expect("end of token");
+    html[start..end].to_owned()
+}
