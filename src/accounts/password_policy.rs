@@ -39,6 +39,19 @@ pub enum Rule {
 }
 
 impl Rule {
+    /// Stable name, shared with the browser meter.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Length => "length",
+            Self::Uppercase => "uppercase",
+            Self::Lowercase => "lowercase",
+            Self::Digit => "digit",
+            Self::Other => "other",
+            Self::CommonSequence => "common_sequence",
+            Self::CommonPassword => "common_password",
+        }
+    }
+
     /// What the user has to change, as shown beside the field.
     pub fn message(self) -> &'static str {
         match self {
