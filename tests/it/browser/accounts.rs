@@ -17,14 +17,23 @@ async fn a_new_user_registers_with_the_meter_signs_out_and_signs_in() {
     browser.type_into("#email", "ada@example.com").await;
     browser.type_into("#username", "ada").await;
     browser
-        .wait_until("getComputedStyle(document.getElementById('password-meter')).display === 'none'")
+        .wait_until(
+            "getComputedStyle(document.getElementById('password-meter')).display === 'none'",
+        )
         .await;
 
     browser.type_into("#password", "abc").await;
     browser
-        .wait_until("getComputedStyle(document.getElementById('password-meter')).display !== 'none'")
+        .wait_until(
+            "getComputedStyle(document.getElementById('password-meter')).display !== 'none'",
+        )
         .await;
-    let meter = browser.wait_for("#password-meter").await.text().await.unwrap();
+    let meter = browser
+        .wait_for("#password-meter")
+        .await
+        .text()
+        .await
+        .unwrap();
     assert!(meter.contains("Strength: Very weak"), "{meter}");
     assert!(meter.contains("Use 8 to 128 characters."), "{meter}");
     assert!(meter.contains("Add an upper-case letter."), "{meter}");
@@ -33,23 +42,41 @@ async fn a_new_user_registers_with_the_meter_signs_out_and_signs_in() {
     browser
         .wait_until("document.querySelector('#password-meter .meter__label').textContent.includes('Strong')")
         .await;
-    let meter = browser.wait_for("#password-meter").await.text().await.unwrap();
-    assert!(!meter.contains("Add "), "no rule is broken any more: {meter}");
+    let meter = browser
+        .wait_for("#password-meter")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !meter.contains("Add "),
+        "no rule is broken any more: {meter}"
+    );
 
     browser.type_into("#password_confirm", PASSWORD).await;
     browser.click("form.form button[type=submit]").await;
-    browser.wait_until("location.pathname === '/companions'").await;
+    browser
+        .wait_until("location.pathname === '/companions'")
+        .await;
     let signed_in = browser.wait_for(".signed-in").await.text().await.unwrap();
     assert_eq!(signed_in, "Ada Lovelace");
 
     browser.click("#sign-out").await;
     browser.wait_until("location.pathname === '/login'").await;
-    assert!(browser.client.find(fantoccini::Locator::Css(".signed-in")).await.is_err());
+    assert!(
+        browser
+            .client
+            .find(fantoccini::Locator::Css(".signed-in"))
+            .await
+            .is_err()
+    );
 
     browser.type_into("#identifier", "ADA@example.com").await;
     browser.type_into("#password", PASSWORD).await;
     browser.click("form.form button[type=submit]").await;
-    browser.wait_until("location.pathname === '/companions'").await;
+    browser
+        .wait_until("location.pathname === '/companions'")
+        .await;
     assert_eq!(browser.path().await, "/companions");
     browser.close().await;
 }
@@ -92,7 +119,11 @@ async fn the_meter_applies_exactly_the_server_rules() {
             .iter()
             .map(|rule| rule.code())
             .collect();
-        assert_eq!(browser_result["violations"], json!(server), "rules for {sample:?}");
+        assert_eq!(
+            browser_result["violations"],
+            json!(server),
+            "rules for {sample:?}"
+        );
         assert_eq!(
             browser_result["score"],
             json!(password_policy::strength(sample).score),

@@ -8,7 +8,9 @@ async fn the_theme_toggle_persists_across_pages() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     let browser = Browser::start().await;
     browser.goto(&app.url("/login")).await;
-    browser.wait_until("!document.getElementById('theme-toggle').hidden").await;
+    browser
+        .wait_until("!document.getElementById('theme-toggle').hidden")
+        .await;
     browser
         .wait_until("!document.documentElement.hasAttribute('data-theme')")
         .await;
@@ -22,7 +24,10 @@ async fn the_theme_toggle_persists_across_pages() {
         .await;
     let background_dark = browser
         .client
-        .execute("return getComputedStyle(document.body).backgroundColor;", vec![])
+        .execute(
+            "return getComputedStyle(document.body).backgroundColor;",
+            vec![],
+        )
         .await
         .unwrap();
 
@@ -30,14 +35,25 @@ async fn the_theme_toggle_persists_across_pages() {
     browser
         .wait_until("document.documentElement.dataset.theme === 'dark'")
         .await;
-    let label = browser.wait_for("#theme-toggle-label").await.text().await.unwrap();
+    let label = browser
+        .wait_for("#theme-toggle-label")
+        .await
+        .text()
+        .await
+        .unwrap();
     assert_eq!(label, "Theme: dark");
     let background_after = browser
         .client
-        .execute("return getComputedStyle(document.body).backgroundColor;", vec![])
+        .execute(
+            "return getComputedStyle(document.body).backgroundColor;",
+            vec![],
+        )
         .await
         .unwrap();
-    assert_eq!(background_dark, background_after, "the dark palette applies on the next page");
+    assert_eq!(
+        background_dark, background_after,
+        "the dark palette applies on the next page"
+    );
 
     browser.click("#theme-toggle").await;
     browser
@@ -54,7 +70,9 @@ async fn pages_fit_a_360_pixel_screen() {
     browser.client.set_window_size(360, 800).await.unwrap();
     for path in ["/login", "/register", "/no-such-page"] {
         browser.goto(&app.url(path)).await;
-        browser.wait_until("document.readyState === 'complete'").await;
+        browser
+            .wait_until("document.readyState === 'complete'")
+            .await;
         let width: i64 = browser
             .client
             .execute("return window.innerWidth;", vec![])
@@ -70,12 +88,18 @@ async fn pages_fit_a_360_pixel_screen() {
     // Signed-in pages too.
     browser.goto(&app.url("/login")).await;
     browser.type_into("#identifier", "narrow").await;
-    browser.type_into("#password", crate::support::visitor::PASSWORD).await;
+    browser
+        .type_into("#password", crate::support::visitor::PASSWORD)
+        .await;
     browser.click("form.form button[type=submit]").await;
-    browser.wait_until("location.pathname === '/companions'").await;
+    browser
+        .wait_until("location.pathname === '/companions'")
+        .await;
     for path in ["/companions", "/settings"] {
         browser.goto(&app.url(path)).await;
-        browser.wait_until("document.readyState === 'complete'").await;
+        browser
+            .wait_until("document.readyState === 'complete'")
+            .await;
         assert_eq!(browser.path().await, path);
         browser
             .wait_until("document.documentElement.scrollWidth <= window.innerWidth")
