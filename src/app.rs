@@ -26,6 +26,7 @@ use crate::config::Config;
 use crate::db::migrate::{self, MigrationError};
 use crate::db::{ConnectError, Db, Timestamp};
 use crate::error::AppError;
+use crate::media::{self, MediaStorage};
 use crate::ops::health::{Check, DatabaseProbe, HealthChecks, InProcessProbe, UPSTREAM_CACHE_TTL};
 use crate::ops::jobs::JobLeases;
 use crate::state::AppState;
@@ -62,6 +63,7 @@ pub struct App {
     db: Db,
     metrics: PrometheusHandle,
     http: reqwest::Client,
+    media: MediaStorage,
 }
 
 impl App {
@@ -89,6 +91,7 @@ impl App {
                 );
             }
         }
+        let media = MediaStorage::open(&config.storage)?;
         accounts::password::warm_up()
             .await
             .map_err(|err| anyhow::anyhow!("{err}"))?;
@@ -97,6 +100,7 @@ impl App {
             db,
             metrics,
             http,
+            media,
         })
     }
 
@@ -187,6 +191,7 @@ impl App {
             http: self.http.clone(),
             allowed_origins: Arc::new(config.allowed_origins(bound)),
             rate_limiter: RateLimiter::new(self.db.clone(), config.rate_limits.clone()),
+            media: self.media.clone(),
         }
     }
 }
@@ -202,6 +207,7 @@ pub fn router(state: AppState) -> Router {
         .merge(home::router())
         .merge(accounts::router())
         .merge(companions::router())
+        .merge(media::routes::router())
         .route_layer(from_fn_with_state(state.clone(), csrf::verify_csrf))
         .route_layer(from_fn_with_state(state.clone(), session::load_session));
     Router::new()

@@ -13,6 +13,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod home;
+pub mod media;
 pub mod ops;
 pub mod providers;
 pub mod state;

@@ -9,6 +9,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::config::Config;
 use crate::db::Db;
+use crate::media::MediaStorage;
 use crate::ops::health::HealthChecks;
 use crate::web::RateLimiter;
 
@@ -29,4 +30,6 @@ pub struct AppState {
     pub allowed_origins: Arc<Vec<String>>,
     /// Per-action rate limits, counted in the database.
     pub rate_limiter: RateLimiter,
+    /// Where image files are stored.
+    pub media: MediaStorage,
 }

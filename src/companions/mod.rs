@@ -1,41 +1,25 @@
-//! Companions: the people a user talks with.
+//! Companions: structured profiles, the creation wizard, editing, portraits, memory reset and deletion,
+//! as pages and as the JSON API.
 //!
-//! Today this module owns the list page a user lands on after signing in; it shows what this instance
-//! has connected (language model, image backend). The creation wizard, profiles, portraits, editing
-//! and deletion arrive with the companions issue, which replaces the empty state with the real list.
+//! Policy: the profile is stored as entered (a validated JSON document) and the system prompt and visual
+//! tags are derived from it; every query is scoped to the owner, so another user's companion answers 404
+//! exactly like a missing one; every field is validated on the server; portraits are decoded, cropped and
+//! re-encoded before they are stored; creation and changes are rate limited per user.
 
-use askama::Template;
+mod actions;
+mod api;
+pub mod form;
+pub mod options;
+pub mod profile;
+pub mod prompt;
+mod routes;
+pub mod store;
+
 use axum::Router;
-use axum::extract::State;
-use axum::response::Html;
-use axum::routing::get;
 
-use crate::error::AppError;
 use crate::state::AppState;
-use crate::web::{CurrentUser, PageContext};
 
-/// `/companions`.
+/// The companion pages and `/api/v1/companions…`.
 pub fn router() -> Router<AppState> {
-    Router::new().route("/companions", get(list_companions))
-}
-
-/// Renders: the user's companions (for now the empty state) and the instance's connections.
-#[derive(Template)]
-#[template(path = "companions/list.html")]
-struct CompanionsPage {
-    page: PageContext,
-    llm_configured: bool,
-    image_backend: &'static str,
-}
-
-async fn list_companions(
-    State(state): State<AppState>,
-    current: CurrentUser,
-) -> Result<Html<String>, AppError> {
-    let page = CompanionsPage {
-        page: current.page("Companions", "companions"),
-        llm_configured: state.config.llm.is_some(),
-        image_backend: state.config.image_backend.name(),
-    };
-    Ok(Html(page.render()?))
+    routes::router().merge(api::router())
 }

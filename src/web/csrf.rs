@@ -3,7 +3,7 @@
 //! Policy: each session has a 256-bit secret; pages carry it masked with fresh randomness
 //! (`base64url(mask ‖ mask⊕secret)`), so the token differs on every page (no BREACH-style leak through
 //! compression) while all of them stay valid for the session. A POST, PUT, PATCH or DELETE must carry
-//! one, as the `X-CSRF-Token` header or the `csrf_token` form field, compared in constant time after
+//! one, as the `X-CSRF-Token` header or the `csrf_token` form field (urlencoded or multipart), compared in constant time after
 //! unmasking; and when the browser says where the request came from (`Origin`, else `Referer`), that
 //! must be this site. Failures answer 403 `csrf_failed`, are logged with the correlation id and counted.
 
@@ -131,27 +131,50 @@ async fn check(state: &AppState, request: Request) -> Result<Request, Refusal> {
         };
     }
 
-    let is_form = request
+    let content_type = request
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
-    if !is_form {
-        return Err(Refusal::Csrf("missing_token"));
-    }
+        .unwrap_or("")
+        .to_owned();
+    let (limit, multipart_boundary) =
+        if content_type.starts_with("application/x-www-form-urlencoded") {
+            (crate::app::MAX_FORM_BYTES, None)
+        } else if content_type.starts_with("multipart/form-data") {
+            let boundary = multer::parse_boundary(&content_type)
+                .map_err(|_| Refusal::Csrf("missing_token"))?;
+            (super::upload::MAX_MULTIPART_BYTES, Some(boundary))
+        } else {
+            return Err(Refusal::Csrf("missing_token"));
+        };
     // Read the form to find its token, then hand the same bytes on to the handler.
     let (parts, body) = request.into_parts();
-    let bytes = axum::body::to_bytes(body, crate::app::MAX_FORM_BYTES)
+    let bytes = axum::body::to_bytes(body, limit)
         .await
         .map_err(|_| Refusal::TooLarge)?;
-    let token = url::form_urlencoded::parse(&bytes)
-        .find(|(name, _)| name == FIELD)
-        .map(|(_, value)| value.into_owned());
+    let token = match multipart_boundary {
+        None => url::form_urlencoded::parse(&bytes)
+            .find(|(name, _)| name == FIELD)
+            .map(|(_, value)| value.into_owned()),
+        Some(boundary) => multipart_token(bytes.clone(), boundary).await,
+    };
     match token {
         None => Err(Refusal::Csrf("missing_token")),
         Some(token) if !session.csrf_token_matches(&token) => Err(Refusal::Csrf("bad_token")),
         Some(_) => Ok(Request::from_parts(parts, Body::from(bytes))),
     }
+}
+
+/// The `csrf_token` part of a buffered multipart body (pages put it first, so this stops early).
+async fn multipart_token(bytes: bytes::Bytes, boundary: String) -> Option<String> {
+    let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(bytes) });
+    let mut multipart = multer::Multipart::new(stream, boundary);
+    while let Ok(Some(field)) = multipart.next_field().await {
+        if field.name() == Some(FIELD) {
+            return field.text().await.ok();
+        }
+    }
+    None
 }
 
 #[cfg(test)]

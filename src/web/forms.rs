@@ -35,6 +35,18 @@ impl FormErrors {
         self.0.get(field).map_or(&[], Vec::as_slice)
     }
 
+    /// The fields that have messages.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+
+    /// Adds every message of `other`.
+    pub fn extend(&mut self, other: FormErrors) {
+        for (field, messages) in other.0 {
+            self.0.entry(field).or_default().extend(messages);
+        }
+    }
+
     /// The messages as the JSON error shape's `fields`.
     pub fn into_inner(self) -> FieldErrors {
         self.0

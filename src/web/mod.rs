@@ -13,6 +13,7 @@ pub mod page;
 pub mod rate_limit;
 pub mod security_headers;
 pub mod session;
+pub mod upload;
 
 pub use client_ip::ClientIp;
 pub use correlation::CorrelationId;

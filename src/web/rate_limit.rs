@@ -29,6 +29,8 @@ pub enum Action {
     Image,
     /// Companions created per user.
     CompanionCreate,
+    /// Companion edits, portraits, resets and deletions per user (shares the settings limit's size).
+    CompanionChange,
     /// Settings changes per user.
     Settings,
 }
@@ -43,6 +45,7 @@ impl Action {
             Self::Chat => "chat",
             Self::Image => "image",
             Self::CompanionCreate => "companion_create",
+            Self::CompanionChange => "companion_change",
             Self::Settings => "settings",
         }
     }
@@ -55,7 +58,7 @@ impl Action {
             Self::Chat => limits.chat,
             Self::Image => limits.image,
             Self::CompanionCreate => limits.companion_create,
-            Self::Settings => limits.settings,
+            Self::CompanionChange | Self::Settings => limits.settings,
         }
     }
 
@@ -66,6 +69,7 @@ impl Action {
             Self::Chat => "messages",
             Self::Image => "image generations",
             Self::CompanionCreate => "new companions",
+            Self::CompanionChange => "companion changes",
             Self::Settings => "settings changes",
         }
     }

@@ -6,4 +6,5 @@ mod support;
 
 mod accounts;
 mod browser;
+mod companions;
 mod platform;

@@ -1,6 +1,8 @@
 //! Test harness: the real app on a port-0 listener with its own fresh database, on SQLite or PostgreSQL.
 
 pub mod fake_http;
+pub mod html_form;
+pub mod images;
 pub mod visitor;
 
 use std::net::SocketAddr;

@@ -137,6 +137,60 @@ impl Visitor {
         .await
     }
 
+    /// A JSON API call with this session's CSRF token; returns the status and the body (Null when empty).
+    pub async fn api(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (reqwest::StatusCode, serde_json::Value) {
+        let token = self.csrf_token("/settings").await;
+        let mut request = self
+            .client
+            .request(method, self.url(path))
+            .header("x-csrf-token", token)
+            .header(header::ACCEPT, "application/json");
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("API call");
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        let value = if text.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
+        };
+        (status, value)
+    }
+
+    /// Creates a companion through the API; returns its JSON.
+    pub async fn create_companion(&self, body: serde_json::Value) -> serde_json::Value {
+        let (status, value) = self
+            .api(reqwest::Method::POST, "/api/v1/companions", Some(body))
+            .await;
+        assert_eq!(status, 201, "create companion: {value}");
+        value
+    }
+
+    /// Posts a multipart form with this session's token in the `csrf_token` field (as a browser does).
+    pub async fn post_multipart(
+        &self,
+        path: &str,
+        token_page: &str,
+        form: reqwest::multipart::Form,
+    ) -> reqwest::Response {
+        let token = self.csrf_token(token_page).await;
+        let form = form.text("csrf_token", token);
+        self.client
+            .post(self.url(path))
+            .header(header::ORIGIN, self.base.trim_end_matches('/'))
+            .multipart(form)
+            .send()
+            .await
+            .expect("POST multipart")
+    }
+
     /// The session cookie's value, if the jar holds one.
     pub fn session_cookie(&self) -> Option<String> {
         let url = reqwest::Url::parse(&self.base).expect("base URL");

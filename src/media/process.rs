@@ -1,0 +1,271 @@
+//! Turning untrusted image bytes into a safe, bounded, re-encoded image (CPU work: call off the runtime).
+
+use std::io::Cursor;
+
+use image::codecs::jpeg::JpegEncoder;
+use image::imageops::FilterType;
+use image::{DynamicImage, ImageFormat, ImageReader, Limits, RgbImage};
+use sha2::{Digest, Sha256};
+
+/// Images with more pixels than this are refused before decoding (decompression bombs).
+pub const MAX_PIXELS: u64 = 40_000_000;
+/// Memory the decoder may allocate.
+const MAX_DECODE_BYTES: u64 = 512 * 1024 * 1024;
+/// JPEG quality of re-encoded images.
+const JPEG_QUALITY: u8 = 88;
+
+/// A square crop in source pixels: the authoritative crop chosen in the browser's cropper.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Crop {
+    /// Left edge.
+    pub x: u32,
+    /// Top edge.
+    pub y: u32,
+    /// Side length.
+    pub size: u32,
+}
+
+/// A stored-ready image.
+#[derive(Debug, Clone)]
+pub struct Processed {
+    /// Encoded bytes.
+    pub bytes: Vec<u8>,
+    /// MIME type of `bytes`.
+    pub mime: &'static str,
+    /// File extension matching `mime`.
+    pub extension: &'static str,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Hex SHA-256 of `bytes` (the storage key and the ETag).
+    pub sha256: String,
+}
+
+/// Why bytes were refused; each message can be shown to the user.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ImageError {
+    /// Not JPEG, PNG, WebP or GIF.
+    #[error("This is not an image we accept: use a JPEG, PNG, WebP or GIF file.")]
+    UnsupportedType,
+    /// More pixels than [`MAX_PIXELS`].
+    #[error("The image is {width}×{height} pixels; images may have at most 40 megapixels.")]
+    TooManyPixels {
+        /// Width.
+        width: u32,
+        /// Height.
+        height: u32,
+    },
+    /// The crop rectangle does not lie inside the image.
+    #[error("The crop area lies outside the image ({width}×{height}); choose the crop again.")]
+    CropOutside {
+        /// Image width.
+        width: u32,
+        /// Image height.
+        height: u32,
+    },
+    /// The bytes claim a type but do not decode.
+    #[error("The image file is damaged or incomplete and cannot be read.")]
+    Corrupt,
+}
+
+fn format_of(bytes: &[u8]) -> Result<ImageFormat, ImageError> {
+    match image::guess_format(bytes) {
+        Ok(
+            format @ (ImageFormat::Png | ImageFormat::Jpeg | ImageFormat::WebP | ImageFormat::Gif),
+        ) => Ok(format),
+        _ => Err(ImageError::UnsupportedType),
+    }
+}
+
+fn reader(bytes: &[u8], format: ImageFormat) -> ImageReader<Cursor<&[u8]>> {
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(40_000);
+    limits.max_image_height = Some(40_000);
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    reader.limits(limits);
+    reader
+}
+
+/// Sniffs, checks the size from the header, then decodes (the first frame of a GIF).
+pub fn decode(bytes: &[u8]) -> Result<DynamicImage, ImageError> {
+    let format = format_of(bytes)?;
+    let (width, height) = reader(bytes, format)
+        .into_dimensions()
+        .map_err(|_| ImageError::Corrupt)?;
+    if u64::from(width) * u64::from(height) > MAX_PIXELS {
+        return Err(ImageError::TooManyPixels { width, height });
+    }
+    reader(bytes, format)
+        .decode()
+        .map_err(|_| ImageError::Corrupt)
+}
+
+/// A portrait: decoded, cropped square (centre when no crop is given), at most `max_side` pixels, JPEG.
+pub fn portrait(bytes: &[u8], crop: Option<Crop>, max_side: u32) -> Result<Processed, ImageError> {
+    let image = decode(bytes)?;
+    let (width, height) = (image.width(), image.height());
+    let crop = match crop {
+        Some(crop) => {
+            let inside = crop.size > 0
+                && u64::from(crop.x) + u64::from(crop.size) <= u64::from(width)
+                && u64::from(crop.y) + u64::from(crop.size) <= u64::from(height);
+            if !inside {
+                return Err(ImageError::CropOutside { width, height });
+            }
+            crop
+        }
+        None => {
+            let size = width.min(height);
+            Crop {
+                x: (width - size) / 2,
+                y: (height - size) / 2,
+                size,
+            }
+        }
+    };
+    let square = image.crop_imm(crop.x, crop.y, crop.size, crop.size);
+    let square = if crop.size > max_side {
+        square.resize_exact(max_side, max_side, FilterType::Lanczos3)
+    } else {
+        square
+    };
+    encode_jpeg(&square)
+}
+
+/// A generated or uploaded picture: decoded, scaled to fit `max_side`, JPEG.
+pub fn fit(bytes: &[u8], max_side: u32) -> Result<Processed, ImageError> {
+    let image = decode(bytes)?;
+    let image = if image.width() > max_side || image.height() > max_side {
+        image.resize(max_side, max_side, FilterType::Lanczos3)
+    } else {
+        image
+    };
+    encode_jpeg(&image)
+}
+
+/// Flattens transparency onto white (JPEG has none) and encodes; re-encoding drops all metadata.
+fn encode_jpeg(image: &DynamicImage) -> Result<Processed, ImageError> {
+    let rgba = image.to_rgba8();
+    let mut rgb = RgbImage::new(rgba.width(), rgba.height());
+    for (source, target) in rgba.pixels().zip(rgb.pixels_mut()) {
+        let [r, g, b, a] = source.0;
+        let blend = |c: u8| -> u8 {
+            let alpha = u16::from(a);
+            ((u16::from(c) * alpha + 255 * (255 - alpha)) / 255) as u8
+        };
+        target.0 = [blend(r), blend(g), blend(b)];
+    }
+    let mut bytes = Vec::new();
+    JpegEncoder::new_with_quality(&mut bytes, JPEG_QUALITY)
+        .encode_image(&rgb)
+        .map_err(|_| ImageError::Corrupt)?;
+    let sha256 = Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok(Processed {
+        bytes,
+        mime: "image/jpeg",
+        extension: "jpg",
+        width: rgb.width(),
+        height: rgb.height(),
+        sha256,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::{ImageBuffer, Rgba};
+
+    fn png(width: u32, height: u32) -> Vec<u8> {
+        let image = ImageBuffer::from_fn(width, height, |x, y| {
+            Rgba([(x % 256) as u8, (y % 256) as u8, 128, 255])
+        });
+        let mut bytes = Vec::new();
+        DynamicImage::ImageRgba8(image)
+            .write_to(&mut Cursor::new(&mut bytes), ImageFormat::Png)
+            .unwrap();
+        bytes
+    }
+
+    #[test]
+    fn portraits_are_square_bounded_jpegs() {
+        let out = portrait(&png(1200, 900), None, 800).unwrap();
+        assert_eq!((out.width, out.height), (800, 800));
+        assert_eq!(out.mime, "image/jpeg");
+        assert_eq!(image::guess_format(&out.bytes).unwrap(), ImageFormat::Jpeg);
+        assert_eq!(out.sha256.len(), 64);
+        let small = portrait(&png(300, 500), None, 800).unwrap();
+        assert_eq!(
+            (small.width, small.height),
+            (300, 300),
+            "small images are not enlarged"
+        );
+    }
+
+    #[test]
+    fn crops_must_lie_inside_the_image() {
+        let bytes = png(400, 300);
+        let ok = portrait(
+            &bytes,
+            Some(Crop {
+                x: 100,
+                y: 0,
+                size: 300,
+            }),
+            800,
+        )
+        .unwrap();
+        assert_eq!(ok.width, 300);
+        for crop in [
+            Crop {
+                x: 101,
+                y: 0,
+                size: 300,
+            },
+            Crop {
+                x: 0,
+                y: 0,
+                size: 0,
+            },
+            Crop {
+                x: u32::MAX,
+                y: 0,
+                size: 10,
+            },
+        ] {
+            assert!(matches!(
+                portrait(&bytes, Some(crop), 800),
+                Err(ImageError::CropOutside { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn text_and_truncated_files_are_refused() {
+        assert_eq!(
+            decode(b"hello, I am text").unwrap_err(),
+            ImageError::UnsupportedType
+        );
+        let mut truncated = png(64, 64);
+        truncated.truncate(60);
+        assert_eq!(decode(&truncated).unwrap_err(), ImageError::Corrupt);
+        let bmp = b"BM\x00\x00\x00\x00";
+        assert_eq!(decode(bmp).unwrap_err(), ImageError::UnsupportedType);
+    }
+
+    #[test]
+    fn transparency_becomes_white() {
+        let image = ImageBuffer::from_pixel(4, 4, Rgba([0_u8, 0, 0, 0]));
+        let mut bytes = Vec::new();
+        DynamicImage::ImageRgba8(image)
+            .write_to(&mut Cursor::new(&mut bytes), ImageFormat::Png)
+            .unwrap();
+        let out = fit(&bytes, 1920).unwrap();
+        let decoded = image::load_from_memory(&out.bytes).unwrap().to_rgb8();
+        assert!(decoded.pixels().all(|p| p.0.iter().all(|c| *c > 240)));
+    }
+}
