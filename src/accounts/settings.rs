@@ -227,6 +227,17 @@ struct Export {
     exported_at: Timestamp,
     account: store::AccountRecord,
     sessions: Vec<ExportedSession>,
+    companions: Vec<ExportedCompanion>,
+}
+
+#[derive(Serialize)]
+struct ExportedCompanion {
+    id: Uuid,
+    profile: crate::companions::profile::Profile,
+    live_state: crate::companions::profile::LiveState,
+    portrait_url: Option<String>,
+    created_at: Timestamp,
+    updated_at: Timestamp,
 }
 
 #[derive(Serialize)]
@@ -255,6 +266,18 @@ async fn download_export(
             user_agent: s.user_agent,
         })
         .collect();
+    let companions = crate::companions::store::list(&state.db, current.user.id, u32::MAX, 0)
+        .await?
+        .into_iter()
+        .map(|record| ExportedCompanion {
+            id: record.id,
+            portrait_url: record.portrait_image_id.map(|id| format!("/media/{id}")),
+            profile: record.profile.0,
+            live_state: record.live_state.0,
+            created_at: record.created_at,
+            updated_at: record.updated_at,
+        })
+        .collect();
     let filename = format!(
         "attachment; filename=\"companion-hub-{}-{}.json\"",
         account.username,
@@ -265,6 +288,7 @@ async fn download_export(
         exported_at: now,
         account,
         sessions,
+        companions,
     };
     let mut response = Json(export).into_response();
     if let Ok(value) = HeaderValue::from_str(&filename) {
@@ -300,7 +324,13 @@ async fn submit_delete_account(
         return unprocessable(page).await;
     }
     store::delete(&state.db, current.user.id).await?;
-    tracing::info!(user_id = %current.user.id, "account deleted");
+    // The rows are gone with the account; their files go now (the orphan cleanup would take them later).
+    match state.media.delete_owner(current.user.id).await {
+        Ok(files) => tracing::info!(user_id = %current.user.id, files, "account deleted"),
+        Err(err) => {
+            tracing::warn!(user_id = %current.user.id, error = format!("{err:#}"), "account deleted; its image files remain for the cleanup")
+        }
+    }
     let clear = SessionCookie::for_config(&state.config).clear();
     Ok((
         [(header::SET_COOKIE, clear)],

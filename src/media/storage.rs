@@ -60,6 +60,20 @@ impl MediaStorage {
         }
     }
 
+    /// Deletes every file of an owner (their account is gone); returns how many were deleted.
+    pub async fn delete_owner(&self, owner: Uuid) -> anyhow::Result<usize> {
+        use futures_util::TryStreamExt;
+        let prefix = Path::parse(owner.to_string())?;
+        let objects: Vec<_> = self.store.list(Some(&prefix)).try_collect().await?;
+        for object in &objects {
+            match self.store.delete(&object.location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Ok(objects.len())
+    }
+
     /// True when `key` exists.
     pub async fn exists(&self, key: &str) -> anyhow::Result<bool> {
         let path = Path::parse(key)?;

@@ -129,6 +129,9 @@ async fn changing_the_password_needs_the_current_one_and_ends_other_sessions(bac
 async fn the_export_holds_the_account_but_no_secrets(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let alice = app.signed_in("alice").await;
+    alice
+        .create_companion(serde_json::json!({"name": "Mira", "age": 24}))
+        .await;
     let response = alice.get("/settings/export").await;
     assert_eq!(response.status(), StatusCode::OK);
     assert!(
@@ -148,6 +151,11 @@ async fn the_export_holds_the_account_but_no_secrets(backend: Backend) {
     assert_eq!(export["account"]["email"], "alice@example.com");
     assert_eq!(export["account"]["username"], "alice");
     assert_eq!(export["sessions"].as_array().unwrap().len(), 1);
+    assert_eq!(export["companions"][0]["profile"]["name"], "Mira");
+    assert_eq!(
+        export["companions"][0]["live_state"]["location"],
+        "living room"
+    );
 }
 
 async fn deleting_the_account_needs_the_password_and_removes_what_it_owned(backend: Backend) {
@@ -156,6 +164,38 @@ async fn deleting_the_account_needs_the_password_and_removes_what_it_owned(backe
     let phone = app.visitor();
     assert_eq!(phone.login("alice", PASSWORD).await.status(), 303);
     let bob = app.signed_in("bob").await;
+    let companion = alice
+        .create_companion(serde_json::json!({"name": "Mira", "age": 24}))
+        .await;
+    let token = alice.csrf_token("/settings").await;
+    let upload = alice
+        .client
+        .post(alice.url(&format!(
+            "/api/v1/companions/{}/portrait",
+            companion["id"].as_str().unwrap()
+        )))
+        .header("x-csrf-token", token)
+        .multipart(
+            reqwest::multipart::Form::new().part(
+                "image",
+                reqwest::multipart::Part::bytes(crate::support::images::encoded(
+                    image::ImageFormat::Png,
+                    64,
+                    64,
+                ))
+                .file_name("p.png"),
+            ),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(upload.status(), StatusCode::OK);
+    let media_files = || {
+        std::fs::read_dir(app.data_dir().join("media"))
+            .map(|entries| entries.count())
+            .unwrap_or(0)
+    };
+    assert_eq!(media_files(), 1, "alice's folder of images");
 
     let wrong = alice
         .submit(

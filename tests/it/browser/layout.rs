@@ -65,7 +65,11 @@ async fn the_theme_toggle_persists_across_pages() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pages_fit_a_360_pixel_screen() {
     let app = TestApp::spawn(Backend::Sqlite).await;
-    app.signed_in("narrow").await;
+    let visitor = app.signed_in("narrow").await;
+    let companion = visitor
+        .create_companion(crate::companions::full_profile())
+        .await;
+    let edit = format!("/companions/{}/edit", companion["id"].as_str().unwrap());
     let browser = Browser::start().await;
     browser.client.set_window_size(360, 800).await.unwrap();
     for path in ["/login", "/register", "/no-such-page"] {
@@ -95,7 +99,7 @@ async fn pages_fit_a_360_pixel_screen() {
     browser
         .wait_until("location.pathname === '/companions'")
         .await;
-    for path in ["/companions", "/settings"] {
+    for path in ["/companions", "/settings", "/companions/new", edit.as_str()] {
         browser.goto(&app.url(path)).await;
         browser
             .wait_until("document.readyState === 'complete'")
