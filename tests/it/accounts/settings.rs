@@ -167,29 +167,15 @@ async fn deleting_the_account_needs_the_password_and_removes_what_it_owned(backe
     let companion = alice
         .create_companion(serde_json::json!({"name": "Mira", "age": 24}))
         .await;
-    let token = alice.csrf_token("/settings").await;
-    let upload = alice
-        .client
-        .post(alice.url(&format!(
-            "/api/v1/companions/{}/portrait",
-            companion["id"].as_str().unwrap()
-        )))
-        .header("x-csrf-token", token)
-        .multipart(
-            reqwest::multipart::Form::new().part(
-                "image",
-                reqwest::multipart::Part::bytes(crate::support::images::encoded(
-                    image::ImageFormat::Png,
-                    64,
-                    64,
-                ))
-                .file_name("p.png"),
-            ),
+    let (status, _) = alice
+        .upload_portrait(
+            companion["id"].as_str().unwrap(),
+            crate::support::images::encoded(image::ImageFormat::Png, 64, 64),
+            "p.png",
+            None,
         )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(upload.status(), StatusCode::OK);
+        .await;
+    assert_eq!(status, StatusCode::OK);
     let media_files = || {
         std::fs::read_dir(app.data_dir().join("media"))
             .map(|entries| entries.count())

@@ -1,6 +1,6 @@
 //! Strict ownership: every route of another user's companion answers 404, exactly like a missing one.
 
-use reqwest::multipart::{Form, Part};
+use reqwest::multipart::Form;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -17,19 +17,15 @@ async fn another_user_finds_nothing_on_any_route(backend: Backend) {
         .await;
     let id = created["id"].as_str().unwrap().to_owned();
 
-    let token = alice.csrf_token("/settings").await;
-    let portrait = alice
-        .client
-        .post(alice.url(&format!("/api/v1/companions/{id}/portrait")))
-        .header("x-csrf-token", token)
-        .multipart(Form::new().part(
-            "image",
-            Part::bytes(encoded(image::ImageFormat::Png, 100, 100)).file_name("p.png"),
-        ))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(portrait.status(), StatusCode::OK);
+    let (status, _) = alice
+        .upload_portrait(
+            &id,
+            encoded(image::ImageFormat::Png, 100, 100),
+            "p.png",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
     let (_, before) = alice
         .api(Method::GET, &format!("/api/v1/companions/{id}"), None)
         .await;
@@ -75,19 +71,15 @@ async fn another_user_finds_nothing_on_any_route(backend: Backend) {
         assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}");
         assert_eq!(body["error"]["code"], "not_found");
     }
-    let token = mallory.csrf_token("/settings").await;
-    let upload = mallory
-        .client
-        .post(mallory.url(&format!("/api/v1/companions/{id}/portrait")))
-        .header("x-csrf-token", token)
-        .multipart(Form::new().part(
-            "image",
-            Part::bytes(encoded(image::ImageFormat::Png, 100, 100)).file_name("p.png"),
-        ))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(upload.status(), StatusCode::NOT_FOUND);
+    let (status, _) = mallory
+        .upload_portrait(
+            &id,
+            encoded(image::ImageFormat::Png, 100, 100),
+            "p.png",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 
     let (_, list) = mallory.api(Method::GET, "/api/v1/companions", None).await;
     assert_eq!(list["total"], 0);

@@ -19,25 +19,7 @@ async fn upload(
     filename: &str,
     crop: Option<(u32, u32, u32)>,
 ) -> (StatusCode, Value) {
-    let mut form = Form::new().part("image", Part::bytes(bytes).file_name(filename.to_owned()));
-    if let Some((x, y, size)) = crop {
-        form = form
-            .text("crop_x", x.to_string())
-            .text("crop_y", y.to_string())
-            .text("crop_size", size.to_string());
-    }
-    let token = visitor.csrf_token("/settings").await;
-    let response = visitor
-        .client
-        .post(visitor.url(&format!("/api/v1/companions/{id}/portrait")))
-        .header("x-csrf-token", token)
-        .header(header::ACCEPT, "application/json")
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
+    visitor.upload_portrait(id, bytes, filename, crop).await
 }
 
 async fn every_accepted_format_becomes_a_bounded_private_jpeg(backend: Backend) {

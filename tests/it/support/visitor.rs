@@ -173,6 +173,39 @@ impl Visitor {
         value
     }
 
+    /// Uploads a portrait through the API (multipart field `image`, optional square crop).
+    pub async fn upload_portrait(
+        &self,
+        companion: &str,
+        bytes: Vec<u8>,
+        filename: &str,
+        crop: Option<(u32, u32, u32)>,
+    ) -> (reqwest::StatusCode, serde_json::Value) {
+        use reqwest::multipart::{Form, Part};
+        let mut form = Form::new().part("image", Part::bytes(bytes).file_name(filename.to_owned()));
+        if let Some((x, y, size)) = crop {
+            form = form
+                .text("crop_x", x.to_string())
+                .text("crop_y", y.to_string())
+                .text("crop_size", size.to_string());
+        }
+        let token = self.csrf_token("/settings").await;
+        let response = self
+            .client
+            .post(self.url(&format!("/api/v1/companions/{companion}/portrait")))
+            .header("x-csrf-token", token)
+            .header(header::ACCEPT, "application/json")
+            .multipart(form)
+            .send()
+            .await
+            .expect("POST portrait");
+        let status = response.status();
+        (
+            status,
+            response.json().await.unwrap_or(serde_json::Value::Null),
+        )
+    }
+
     /// Posts a multipart form with this session's token in the `csrf_token` field (as a browser does).
     pub async fn post_multipart(
         &self,
