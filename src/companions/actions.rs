@@ -121,6 +121,7 @@ pub async fn store_portrait(
 }
 
 /// Wipes the companion's memory: back to the default outfit, the living room, looking at the viewer.
+/// (The chat issue adds deleting the conversation and its runs here.)
 pub async fn reset(state: &AppState, user: &SessionUser, id: Uuid) -> Result<(), AppError> {
     let record = find(state, user, id).await?;
     let initial = LiveState::initial(&record.profile);
@@ -131,7 +132,8 @@ pub async fn reset(state: &AppState, user: &SessionUser, id: Uuid) -> Result<(),
     Ok(())
 }
 
-/// Deletes the companion, its image rows and the files nothing else refers to.
+/// Deletes the companion, its image rows and the files nothing else refers to. (Messages and runs will go
+/// by cascade; the chat issue adds cancelling runs in flight here.)
 pub async fn delete(state: &AppState, user: &SessionUser, id: Uuid) -> Result<(), AppError> {
     let keys = media::store::keys_of_companion(&state.db, id).await?;
     if !store::delete(&state.db, user.id, id).await? {
