@@ -22,22 +22,27 @@ use tower_http::compression::CompressionLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
+use crate::chat::runner::ChatExecutor;
 use crate::config::Config;
 use crate::db::migrate::{self, MigrationError};
 use crate::db::{ConnectError, Db, Timestamp};
+use crate::engine::{LocalEngine, StreamHub};
 use crate::error::AppError;
 use crate::media::{self, MediaStorage};
 use crate::ops::health::{Check, DatabaseProbe, HealthChecks, InProcessProbe, UPSTREAM_CACHE_TTL};
 use crate::ops::jobs::JobLeases;
+use crate::providers::llm::LlmClient;
 use crate::state::AppState;
 use crate::web::security_headers::{SecurityHeaders, add_security_headers};
 use crate::web::{RateLimiter, assets, csrf, error_pages, observe, session};
-use crate::{accounts, companions, home, ops, providers};
+use crate::{accounts, chat, companions, home, ops, providers};
 
 /// Hard cap on any request body; uploads are the largest legitimate bodies.
 pub const MAX_REQUEST_BYTES: usize = 12 * 1024 * 1024;
 /// What body extractors (forms, JSON) accept unless a route raises it.
 pub const MAX_FORM_BYTES: usize = 256 * 1024;
+/// How often unfinished chat runs nobody holds are looked for.
+pub const RUN_SWEEP_INTERVAL: Duration = Duration::from_secs(15);
 /// How often expired sessions and rate-limit windows are deleted.
 pub const PURGE_INTERVAL: Duration = Duration::from_secs(600);
 /// A request that has not produced its response headers by then is answered 408.
@@ -116,11 +121,22 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let bound = listener.local_addr()?;
-        let state = self.state(bound);
+        let instance = uuid::Uuid::now_v7().to_string();
+        let hub = Arc::new(StreamHub::new());
+        let llm = self
+            .config
+            .llm
+            .as_ref()
+            .map(|llm| LlmClient::new(self.http.clone(), llm));
+        let executor = ChatExecutor::new(self.db.clone(), llm, hub.clone(), instance.as_str());
+        let engine = LocalEngine::new(Arc::new(executor));
+        let state = self.state(bound, engine.clone(), hub);
         let router = router(state.clone());
+        // Unfinished runs left by a previous start (or a crashed instance) are resumed now and then.
+        let sweeper = engine.spawn_sweeper(RUN_SWEEP_INTERVAL);
 
         let purge = ops::jobs::spawn_periodic(
-            JobLeases::new(self.db.clone(), uuid::Uuid::now_v7().to_string()),
+            JobLeases::new(self.db.clone(), instance.clone()),
             "purge-expired",
             PURGE_INTERVAL,
             {
@@ -155,12 +171,14 @@ impl App {
 
         upkeep.abort();
         purge.abort();
+        sweeper.abort();
+        engine.shutdown().await;
         self.db.close().await;
         tracing::info!("companion hub stopped");
         served
     }
 
-    fn state(&self, bound: SocketAddr) -> AppState {
+    fn state(&self, bound: SocketAddr, engine: Arc<LocalEngine>, hub: Arc<StreamHub>) -> AppState {
         let config = &self.config;
         let llm = match providers::llm_probe(config, &self.http) {
             Some(probe) => Check::cached("openai_compatible", Arc::new(probe), UPSTREAM_CACHE_TTL),
@@ -192,6 +210,8 @@ impl App {
             allowed_origins: Arc::new(config.allowed_origins(bound)),
             rate_limiter: RateLimiter::new(self.db.clone(), config.rate_limits.clone()),
             media: self.media.clone(),
+            engine,
+            hub,
         }
     }
 }
@@ -208,6 +228,7 @@ pub fn router(state: AppState) -> Router {
         .merge(accounts::router())
         .merge(companions::router())
         .merge(media::routes::router())
+        .merge(chat::router())
         .route_layer(from_fn_with_state(state.clone(), csrf::verify_csrf))
         .route_layer(from_fn_with_state(state.clone(), session::load_session));
     Router::new()

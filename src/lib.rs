@@ -3,14 +3,16 @@
 //!
 //! The library holds everything; the binary only parses the command line ([`cli`]). Tests build the
 //! real application with [`App::build`] and serve it on a port-0 listener with [`App::serve`].
-//! Arrows run one way: `app` → features (`home`, `accounts`, `companions`, …) → infrastructure (`web`, `db`, `providers`, `ops`).
+//! Arrows run one way: `app` → features (`home`, `accounts`, `companions`, `chat`, …) → infrastructure (`web`, `db`, `providers`, `ops`).
 
 pub mod accounts;
 pub mod app;
+pub mod chat;
 pub mod cli;
 pub mod companions;
 pub mod config;
 pub mod db;
+pub mod engine;
 pub mod error;
 pub mod home;
 pub mod media;

@@ -9,6 +9,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::config::Config;
 use crate::db::Db;
+use crate::engine::{LocalEngine, StreamHub};
 use crate::media::MediaStorage;
 use crate::ops::health::HealthChecks;
 use crate::web::RateLimiter;
@@ -32,4 +33,8 @@ pub struct AppState {
     pub rate_limiter: RateLimiter,
     /// Where image files are stored.
     pub media: MediaStorage,
+    /// Runs chat runs.
+    pub engine: Arc<LocalEngine>,
+    /// Carries run events to stream subscribers.
+    pub hub: Arc<StreamHub>,
 }

@@ -6,7 +6,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::validation::{DisplayName, Email, Username};
-use crate::db::{Db, Timestamp};
+use crate::db::{Db, Timestamp, violates_unique};
 use crate::db_dispatch;
 use crate::web::SessionUser;
 
@@ -60,19 +60,9 @@ pub async fn create(db: &Db, new: NewUser<'_>) -> Result<SessionUser, CreateErro
             username: new.username.as_str().to_owned(),
             display_name: new.display_name.as_str().to_owned(),
         }),
-        Err(err) if violates(&err, "users_email_key") => Err(CreateError::EmailTaken),
-        Err(err) if violates(&err, "users_username_key") => Err(CreateError::UsernameTaken),
+        Err(err) if violates_unique(&err, "users_email_key") => Err(CreateError::EmailTaken),
+        Err(err) if violates_unique(&err, "users_username_key") => Err(CreateError::UsernameTaken),
         Err(err) => Err(err.into()),
-    }
-}
-
-/// True when `err` violates the unique index `name` (PostgreSQL names it; SQLite says it in words).
-fn violates(err: &sqlx::Error, name: &str) -> bool {
-    match err {
-        sqlx::Error::Database(db) if db.is_unique_violation() => {
-            db.constraint() == Some(name) || db.message().contains(name)
-        }
-        _ => false,
     }
 }
 

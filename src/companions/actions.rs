@@ -120,10 +120,20 @@ pub async fn store_portrait(
     Ok(image)
 }
 
-/// Wipes the companion's memory: back to the default outfit, the living room, looking at the viewer.
-/// (The chat issue adds deleting the conversation and its runs here.)
+/// Stops the reply being written for a companion, if any.
+async fn stop_active_run(state: &AppState, id: Uuid) -> Result<(), AppError> {
+    if let Some(run) = store::active_run(&state.db, id).await? {
+        state.engine.cancel(run);
+    }
+    Ok(())
+}
+
+/// Wipes the companion's memory: the conversation and its runs go, and the default outfit, the living room
+/// and "looking at viewer" come back.
 pub async fn reset(state: &AppState, user: &SessionUser, id: Uuid) -> Result<(), AppError> {
     let record = find(state, user, id).await?;
+    stop_active_run(state, id).await?;
+    store::delete_conversation(&state.db, id).await?;
     let initial = LiveState::initial(&record.profile);
     if !store::reset_live_state(&state.db, user.id, id, &initial).await? {
         return Err(AppError::NotFound);
@@ -132,9 +142,10 @@ pub async fn reset(state: &AppState, user: &SessionUser, id: Uuid) -> Result<(),
     Ok(())
 }
 
-/// Deletes the companion, its image rows and the files nothing else refers to. (Messages and runs will go
-/// by cascade; the chat issue adds cancelling runs in flight here.)
+/// Deletes the companion, its messages, runs and image rows, and the files nothing else refers to; a
+/// reply being written is stopped.
 pub async fn delete(state: &AppState, user: &SessionUser, id: Uuid) -> Result<(), AppError> {
+    stop_active_run(state, id).await?;
     let keys = media::store::keys_of_companion(&state.db, id).await?;
     if !store::delete(&state.db, user.id, id).await? {
         return Err(AppError::NotFound);

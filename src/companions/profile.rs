@@ -83,24 +83,34 @@ impl Outfit {
             .map(|(_, g)| g)
     }
 
-    /// "white t-shirt, blue jeans, sneakers" (labels, wearing order), or "nothing chosen".
-    pub fn describe(&self) -> String {
-        let parts: Vec<String> = self
-            .items()
+    /// The garments as worn items: "white t-shirt" (labels, wearing order).
+    pub fn worn_items(&self) -> Vec<WornItem> {
+        self.items()
             .into_iter()
             .map(|(category, garment)| {
                 let item =
                     options::label(options::garments(category), &garment.item).to_lowercase();
-                match &garment.colour {
-                    Some(colour) => {
-                        format!(
-                            "{} {item}",
-                            options::label(options::COLOURS, colour).to_lowercase()
-                        )
-                    }
+                let description = match &garment.colour {
+                    Some(colour) => format!(
+                        "{} {item}",
+                        options::label(options::COLOURS, colour).to_lowercase()
+                    ),
                     None => item,
+                };
+                WornItem {
+                    category: category.to_owned(),
+                    description,
                 }
             })
+            .collect()
+    }
+
+    /// "white t-shirt, blue jeans, sneakers" (labels, wearing order), or "nothing chosen".
+    pub fn describe(&self) -> String {
+        let parts: Vec<String> = self
+            .worn_items()
+            .into_iter()
+            .map(|w| w.description)
             .collect();
         if parts.is_empty() {
             "nothing chosen".to_owned()
@@ -517,24 +527,62 @@ fn describe_serde_error(message: &str) -> String {
     }
 }
 
+/// One thing worn right now: its body category (for layering in image prompts) and how it looks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WornItem {
+    /// One of the outfit categories, or `other` (accessories, anything unclassified).
+    pub category: String,
+    /// "red sundress", "white sneakers".
+    pub description: String,
+}
+
 /// The state that follows the conversation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LiveState {
-    /// What is worn now.
-    pub outfit: Outfit,
+    /// What is worn now, as an inventory.
+    pub outfit: Vec<WornItem>,
     /// Where the companion is.
     pub location: String,
     /// What the companion is doing.
     pub action: String,
+    /// Their facial expression.
+    #[serde(default)]
+    pub expression: String,
+    /// The light of the scene.
+    #[serde(default)]
+    pub lighting: String,
+    /// Extra tags describing the moment, for pictures.
+    #[serde(default)]
+    pub visual_tags: Vec<String>,
+    /// Whether the user is in the same place as the companion right now.
+    #[serde(default)]
+    pub user_present: bool,
 }
 
 impl LiveState {
     /// The state of a new companion, and after a memory reset.
     pub fn initial(profile: &Profile) -> Self {
         Self {
-            outfit: profile.outfit.clone(),
+            outfit: profile.outfit.worn_items(),
             location: "living room".to_owned(),
             action: "looking at viewer".to_owned(),
+            expression: "smiling".to_owned(),
+            lighting: "soft daylight".to_owned(),
+            visual_tags: Vec::new(),
+            user_present: false,
+        }
+    }
+
+    /// "white t-shirt, blue jeans" or "nothing in particular".
+    pub fn describe_outfit(&self) -> String {
+        if self.outfit.is_empty() {
+            "nothing in particular".to_owned()
+        } else {
+            self.outfit
+                .iter()
+                .map(|item| item.description.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         }
     }
 }
@@ -666,7 +714,8 @@ mod tests {
     fn the_live_state_starts_in_the_default_outfit() {
         let profile = create(json!({"name": "X", "age": 30})).unwrap();
         let state = LiveState::initial(&profile);
-        assert_eq!(state.outfit, profile.outfit);
+        assert_eq!(state.describe_outfit(), profile.outfit.describe());
+        assert_eq!(state.outfit[0].category, "top");
         assert_eq!(state.location, "living room");
         assert_eq!(state.action, "looking at viewer");
     }

@@ -259,7 +259,7 @@ fn edit_page(
         notice,
         system_prompt: prompt::system_prompt(profile),
         visual_tags: prompt::visual_tags(profile).join(", "),
-        wearing: state.outfit.describe(),
+        wearing: state.describe_outfit(),
         location: state.location.clone(),
         action: state.action.clone(),
     }

@@ -165,3 +165,55 @@ pub async fn delete(db: &Db, owner: Uuid, id: Uuid) -> Result<bool, sqlx::Error>
         .await
         .map(|r| r.rows_affected() == 1))
 }
+
+/// Replaces the live state with `change(current)`, reading the current state in the same transaction;
+/// returns the new state (`None` when the companion is gone).
+pub async fn update_live_state(
+    db: &Db,
+    owner: Uuid,
+    id: Uuid,
+    change: impl FnOnce(&LiveState) -> LiveState,
+) -> Result<Option<LiveState>, sqlx::Error> {
+    db_dispatch!(db, pool => async {
+        let mut tx = pool.begin().await?;
+        let current: Option<Json<LiveState>> = sqlx::query_scalar(
+            "SELECT live_state FROM companions WHERE id = $1 AND user_id = $2",
+        )
+        .bind(id)
+        .bind(owner)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(Json(current)) = current else {
+            return Ok(None);
+        };
+        let next = change(&current);
+        sqlx::query("UPDATE companions SET live_state = $1, updated_at = $2 WHERE id = $3")
+            .bind(Json(&next))
+            .bind(Timestamp::now())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(next))
+    }.await)
+}
+
+/// The unfinished chat run of a companion, if any.
+pub async fn active_run(db: &Db, id: Uuid) -> Result<Option<Uuid>, sqlx::Error> {
+    db_dispatch!(db, pool => sqlx::query_scalar(
+        "SELECT id FROM chat_runs WHERE companion_id = $1 \
+           AND status IN ('queued', 'responding', 'analyzing', 'imaging')",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await)
+}
+
+/// Deletes the conversation (its runs go with the user messages they answer).
+pub async fn delete_conversation(db: &Db, id: Uuid) -> Result<(), sqlx::Error> {
+    db_dispatch!(db, pool => sqlx::query("DELETE FROM messages WHERE companion_id = $1")
+        .bind(id)
+        .execute(pool)
+        .await
+        .map(|_| ()))
+}

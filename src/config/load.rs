@@ -331,6 +331,9 @@ pub(super) fn load(vars: HashMap<String, String>) -> Result<Config, ConfigProble
         grace: Duration::from_secs(u64::from(grace_minutes) * 60),
     };
 
+    let run_deadline =
+        Duration::from_secs(u64::from(r.integer("RUN_DEADLINE_SECS", 300, 10, 3600)));
+
     if !r.problems.is_empty() {
         return Err(ConfigProblems(r.problems));
     }
@@ -351,6 +354,7 @@ pub(super) fn load(vars: HashMap<String, String>) -> Result<Config, ConfigProble
         storage,
         workflow_engine,
         cleanup,
+        run_deadline,
     })
 }
 

@@ -53,6 +53,8 @@ pub struct Config {
     pub workflow_engine: WorkflowEngineConfig,
     /// The orphaned-image sweep.
     pub cleanup: CleanupConfig,
+    /// Every chat run reaches a terminal state within this time.
+    pub run_deadline: Duration,
 }
 
 /// How log lines are written.
@@ -376,6 +378,7 @@ impl Config {
             "CLEANUP_GRACE_MINUTES",
             (self.cleanup.grace.as_secs() / 60).to_string(),
         ));
+        rows.push(("RUN_DEADLINE_SECS", self.run_deadline.as_secs().to_string()));
         rows
     }
 }

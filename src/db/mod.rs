@@ -198,7 +198,13 @@ async fn create_folder(folder: &Path) -> Result<(), ConnectError> {
         })
 }
 
-/// True when `err` is a violation of a unique constraint or index, on either backend.
-pub fn is_unique_violation(err: &sqlx::Error) -> bool {
-    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
+/// True when `err` violates the unique index or constraint `name` (PostgreSQL names it; SQLite says it
+/// in words).
+pub fn violates_unique(err: &sqlx::Error, name: &str) -> bool {
+    match err {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            db.constraint() == Some(name) || db.message().contains(name)
+        }
+        _ => false,
+    }
 }

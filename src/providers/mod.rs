@@ -3,6 +3,7 @@
 //! Policy: no product logic here, only the wire formats; every outbound call has a timeout and carries
 //! the correlation id of the request that caused it.
 
+pub mod llm;
 mod probe;
 
 use std::time::Duration;

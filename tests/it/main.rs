@@ -6,5 +6,6 @@ mod support;
 
 mod accounts;
 mod browser;
+mod chat;
 mod companions;
 mod platform;

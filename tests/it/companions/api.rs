@@ -20,7 +20,11 @@ async fn name_and_age_are_enough_to_create(backend: Backend) {
     assert_eq!(created["live_state"]["action"], "looking at viewer");
     assert_eq!(
         created["live_state"]["outfit"],
-        created["profile"]["outfit"]
+        json!([
+            {"category": "top", "description": "white t-shirt"},
+            {"category": "bottom", "description": "blue jeans"},
+            {"category": "footwear", "description": "white sneakers"}
+        ])
     );
     assert!(
         created["system_prompt"]

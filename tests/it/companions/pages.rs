@@ -204,7 +204,7 @@ async fn wiping_memory_restores_the_default_state(backend: Backend) {
         .await;
     let id = created["id"].as_str().unwrap();
     // What a conversation would have done to the live state.
-    let moved = json!({"outfit": {"full_body": {"item": "dress", "colour": "red"}},
+    let moved = json!({"outfit": [{"category": "full_body", "description": "red dress"}],
                        "location": "the beach", "action": "waving"});
     db_dispatch!(&app.db, pool => sqlx::query("UPDATE companions SET live_state = $1")
         .bind(sqlx::types::Json(&moved))

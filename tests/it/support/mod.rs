@@ -1,8 +1,10 @@
 //! Test harness: the real app on a port-0 listener with its own fresh database, on SQLite or PostgreSQL.
 
 pub mod fake_http;
+pub mod fake_llm;
 pub mod html_form;
 pub mod images;
+pub mod sse;
 pub mod visitor;
 
 use std::net::SocketAddr;
@@ -162,6 +164,19 @@ impl TestApp {
         let database = TestDatabase::create(backend, dir.path()).await;
         let config = test_config(dir.path(), &database.url, extra);
         Self::serve(dir, database, config).await
+    }
+
+    /// An app whose language model is `llm`, plus `extra` variables.
+    pub async fn with_llm(
+        backend: Backend,
+        llm: &fake_llm::FakeLlm,
+        extra: &[(&str, &str)],
+    ) -> Self {
+        let env = llm.env();
+        let mut vars: Vec<(&str, &str)> =
+            env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        vars.extend_from_slice(extra);
+        Self::spawn_with(backend, &vars).await
     }
 
     /// Serves an app built from `config` on a fresh port-0 listener.

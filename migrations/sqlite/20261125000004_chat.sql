@@ -1,0 +1,46 @@
+-- Chat: the conversation with each companion, and the durable runs that produce replies.
+CREATE TABLE messages (
+    id            BLOB PRIMARY KEY NOT NULL,
+    companion_id  BLOB NOT NULL REFERENCES companions (id) ON DELETE CASCADE,
+    role          TEXT NOT NULL CHECK (role IN ('user', 'assistant')),
+    content       TEXT NOT NULL,
+    image_id      BLOB REFERENCES images (id) ON DELETE SET NULL,
+    created_at    TEXT NOT NULL,
+    edited_at     TEXT
+) STRICT;
+CREATE INDEX messages_companion_created_idx ON messages (companion_id, created_at DESC, id DESC);
+
+CREATE TABLE chat_runs (
+    id                    BLOB PRIMARY KEY NOT NULL,
+    companion_id          BLOB NOT NULL REFERENCES companions (id) ON DELETE CASCADE,
+    user_id               BLOB NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    user_message_id       BLOB NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+    replaces_message_id   BLOB REFERENCES messages (id) ON DELETE SET NULL,
+    assistant_message_id  BLOB REFERENCES messages (id) ON DELETE SET NULL,
+    client_request_id     TEXT,
+    generate_image        INTEGER NOT NULL,
+    status                TEXT NOT NULL CHECK (status IN ('queued', 'responding', 'analyzing', 'imaging',
+                                                          'completed', 'failed', 'cancelled')),
+    step                  TEXT NOT NULL,
+    progress              INTEGER NOT NULL,
+    partial_text          TEXT NOT NULL,
+    state_after           TEXT,
+    error_code            TEXT,
+    error_message         TEXT,
+    retryable             INTEGER NOT NULL,
+    attempts              INTEGER NOT NULL,
+    correlation_id        TEXT NOT NULL,
+    lease_owner           TEXT,
+    lease_until           TEXT,
+    deadline_at           TEXT NOT NULL,
+    created_at            TEXT NOT NULL,
+    updated_at            TEXT NOT NULL,
+    finished_at           TEXT
+) STRICT;
+-- One unfinished run per companion, enforced by the database (a second send is refused atomically).
+CREATE UNIQUE INDEX chat_runs_one_active_idx ON chat_runs (companion_id)
+    WHERE status IN ('queued', 'responding', 'analyzing', 'imaging');
+CREATE UNIQUE INDEX chat_runs_client_request_idx ON chat_runs (user_id, client_request_id)
+    WHERE client_request_id IS NOT NULL;
+CREATE INDEX chat_runs_status_idx ON chat_runs (status, lease_until);
+CREATE INDEX chat_runs_companion_created_idx ON chat_runs (companion_id, created_at DESC, id DESC);

@@ -1,0 +1,449 @@
+//! The chat JSON API: send, list, regenerate, edit, delete, cancel, retry.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, patch, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::render;
+use super::store::{self, MessageRow, NewRun, RunRow, StartError};
+use super::stream::stream_run;
+use crate::companions;
+use crate::db::Timestamp;
+use crate::error::AppError;
+use crate::state::AppState;
+use crate::web::forms::FormErrors;
+use crate::web::{Action, CorrelationId, CurrentUser};
+
+/// Longest message a user may send.
+pub const MAX_MESSAGE_CHARS: usize = 4000;
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/v1/companions/{id}/messages",
+            get(list_messages).post(send_message),
+        )
+        .route("/api/v1/companions/{id}/regenerate", post(regenerate_reply))
+        .route(
+            "/api/v1/messages/{id}",
+            patch(edit_message).delete(delete_message),
+        )
+        .route("/api/chat/runs/{id}/cancel", post(cancel_run))
+        .route("/api/chat/runs/{id}/retry", post(retry_run))
+        .route("/api/chat/stream/{id}", get(stream_run))
+}
+
+fn parse_id(raw: &str) -> Result<Uuid, AppError> {
+    Uuid::parse_str(raw).map_err(|_| AppError::NotFound)
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> AppError {
+    let mut errors = FormErrors::new();
+    errors.add(field, message);
+    AppError::Validation {
+        message: "Some fields are not valid; see the messages beside them.".into(),
+        fields: errors.into_inner(),
+    }
+}
+
+fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, AppError> {
+    body.map(|Json(value)| value)
+        .map_err(|rejection| AppError::BadRequest(rejection.body_text()))
+}
+
+/// A message as JSON, with its display HTML.
+pub fn message_json(message: &MessageRow) -> Value {
+    json!({
+        "id": message.id,
+        "role": message.role,
+        "content": message.content,
+        "html": render::to_html(&message.content),
+        "image_url": message.image_id.map(|id| format!("/media/{id}")),
+        "created_at": message.created_at,
+        "edited_at": message.edited_at,
+    })
+}
+
+fn accepted(run: &RunRow) -> Response {
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "run_id": run.id,
+            "user_message_id": run.user_message_id,
+            "stream_url": format!("/api/chat/stream/{}", run.id),
+        })),
+    )
+        .into_response()
+}
+
+/// The trimmed text of a message, or 422.
+fn message_text(content: &str) -> Result<String, AppError> {
+    let text = content.trim();
+    let length = text.chars().count();
+    if length == 0 {
+        return Err(invalid("content", "Write something first."));
+    }
+    if length > MAX_MESSAGE_CHARS {
+        return Err(invalid(
+            "content",
+            format!(
+                "A message has at most {MAX_MESSAGE_CHARS} characters (this one has {length})."
+            ),
+        ));
+    }
+    if text
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        return Err(invalid(
+            "content",
+            "Remove control characters from the message.",
+        ));
+    }
+    Ok(text.to_owned())
+}
+
+/// Refuses when no model is configured, then counts the message against the chat limit.
+async fn may_chat(state: &AppState, current: &CurrentUser) -> Result<(), AppError> {
+    if state.config.llm.is_none() {
+        return Err(AppError::Unavailable {
+            code: "llm_not_configured",
+            message:
+                "No language model is connected yet: set LLM_BASE_URL and LLM_MODEL and restart."
+                    .into(),
+        });
+    }
+    state
+        .rate_limiter
+        .hit(Action::Chat, &current.user.id.to_string())
+        .await
+}
+
+/// Creates and starts a run; 409 while another is unfinished.
+pub(super) async fn start(state: &AppState, new: NewRun<'_>) -> Result<RunRow, AppError> {
+    match store::start_run(&state.db, &new).await {
+        Ok(run) => {
+            state.engine.start(run.id);
+            Ok(run)
+        }
+        Err(StartError::Duplicate(run)) => Ok(*run),
+        Err(StartError::Active) => Err(AppError::Conflict(
+            "A reply is still being written. Wait for it, or press Stop.".into(),
+        )),
+        Err(StartError::Database(err)) => Err(err.into()),
+    }
+}
+
+fn deadline(state: &AppState) -> Timestamp {
+    Timestamp::now() + state.config.run_deadline
+}
+
+#[derive(Debug, Deserialize)]
+struct SendBody {
+    content: String,
+    #[serde(default)]
+    generate_image: bool,
+    #[serde(default)]
+    client_request_id: Option<String>,
+}
+
+async fn send_message(
+    State(state): State<AppState>,
+    correlation: CorrelationId,
+    current: CurrentUser,
+    Path(id): Path<String>,
+    request: Result<Json<SendBody>, JsonRejection>,
+) -> Result<Response, AppError> {
+    let companion = companions::store::find_owned(&state.db, current.user.id, parse_id(&id)?)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let request = body(request)?;
+    let content = message_text(&request.content)?;
+    if let Some(key) = &request.client_request_id {
+        let valid = (1..=100).contains(&key.len())
+            && key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+        if !valid {
+            return Err(invalid(
+                "client_request_id",
+                "Use 1–100 characters of A–Z, a–z, 0–9, - _ . :",
+            ));
+        }
+    }
+    if request.generate_image {
+        return Err(invalid(
+            "generate_image",
+            "Pictures in the chat arrive with a later release of Companion Hub.",
+        ));
+    }
+    let key = request.client_request_id.as_deref();
+    if let Some(key) = key
+        && let Some(existing) = store::find_run_by_request(&state.db, current.user.id, key).await?
+    {
+        return Ok(accepted(&existing));
+    }
+    may_chat(&state, &current).await?;
+    let started = start(
+        &state,
+        NewRun {
+            companion: companion.id,
+            user: current.user.id,
+            new_message: Some(&content),
+            existing_message: None,
+            replaces: None,
+            client_request_id: key,
+            generate_image: false,
+            correlation_id: correlation.as_str(),
+            deadline: deadline(&state),
+            previous_attempts: 0,
+        },
+    )
+    .await;
+    let run = match (started, key) {
+        // Two identical sends at once: the loser meets the winner's run as "the unfinished one".
+        (Err(AppError::Conflict(message)), Some(key)) => {
+            store::find_run_by_request(&state.db, current.user.id, key)
+                .await?
+                .ok_or(AppError::Conflict(message))?
+        }
+        (started, _) => started?,
+    };
+    Ok(accepted(&run))
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    before: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn list_messages(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    Path(id): Path<String>,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<Value>, AppError> {
+    let companion = companions::store::find_owned(&state.db, current.user.id, parse_id(&id)?)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let before = match query.before.as_deref().filter(|b| !b.is_empty()) {
+        Some(raw) => {
+            Some(Uuid::parse_str(raw).map_err(|_| invalid("before", "Not a message id."))?)
+        }
+        None => None,
+    };
+    let limit = query.limit.unwrap_or(50).clamp(1, 100);
+    let mut rows = store::messages(&state.db, companion.id, before, limit + 1).await?;
+    let has_more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    Ok(Json(json!({
+        "messages": rows.iter().map(message_json).collect::<Vec<_>>(),
+        "has_more": has_more,
+    })))
+}
+
+async fn regenerate_reply(
+    State(state): State<AppState>,
+    correlation: CorrelationId,
+    current: CurrentUser,
+    Path(id): Path<String>,
+) -> Result<Response, AppError> {
+    let companion = companions::store::find_owned(&state.db, current.user.id, parse_id(&id)?)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let recent = store::messages(&state.db, companion.id, None, 2).await?;
+    let (Some(last), Some(asked)) = (recent.first(), recent.get(1)) else {
+        return Err(AppError::Conflict(
+            "There is no reply to regenerate yet.".into(),
+        ));
+    };
+    if last.role != "assistant" || asked.role != "user" {
+        return Err(AppError::Conflict(
+            "Only the last reply can be regenerated.".into(),
+        ));
+    }
+    may_chat(&state, &current).await?;
+    let run = start(
+        &state,
+        NewRun {
+            companion: companion.id,
+            user: current.user.id,
+            new_message: None,
+            existing_message: Some(asked.id),
+            replaces: Some(last.id),
+            client_request_id: None,
+            generate_image: false,
+            correlation_id: correlation.as_str(),
+            deadline: deadline(&state),
+            previous_attempts: 0,
+        },
+    )
+    .await?;
+    Ok(accepted(&run))
+}
+
+#[derive(Debug, Deserialize)]
+struct EditBody {
+    content: String,
+}
+
+async fn edit_message(
+    State(state): State<AppState>,
+    correlation: CorrelationId,
+    current: CurrentUser,
+    Path(id): Path<String>,
+    request: Result<Json<EditBody>, JsonRejection>,
+) -> Result<Response, AppError> {
+    let id = parse_id(&id)?;
+    let companion = store::message_companion(&state.db, current.user.id, id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let message = store::message(&state.db, companion, id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let content = message_text(&body(request)?.content)?;
+    if message.role != "user" {
+        return Err(invalid("content", "Only your own messages can be edited."));
+    }
+    if companions::store::active_run(&state.db, companion)
+        .await?
+        .is_some()
+    {
+        return Err(AppError::Conflict(
+            "Wait for the reply being written, or press Stop.".into(),
+        ));
+    }
+    may_chat(&state, &current).await?;
+    store::rewrite_from(&state.db, companion, &message, &content).await?;
+    let run = start(
+        &state,
+        NewRun {
+            companion,
+            user: current.user.id,
+            new_message: None,
+            existing_message: Some(id),
+            replaces: None,
+            client_request_id: None,
+            generate_image: false,
+            correlation_id: correlation.as_str(),
+            deadline: deadline(&state),
+            previous_attempts: 0,
+        },
+    )
+    .await?;
+    Ok(accepted(&run))
+}
+
+async fn delete_message(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, AppError> {
+    let id = parse_id(&id)?;
+    let companion = store::message_companion(&state.db, current.user.id, id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    if companions::store::active_run(&state.db, companion)
+        .await?
+        .is_some()
+    {
+        return Err(AppError::Conflict(
+            "Wait for the reply being written, or press Stop.".into(),
+        ));
+    }
+    if !store::delete_message(&state.db, companion, id).await? {
+        return Err(AppError::NotFound);
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn cancel_run(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    Path(id): Path<String>,
+) -> Result<Response, AppError> {
+    let run = store::find_run_owned(&state.db, current.user.id, parse_id(&id)?)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    if !run.is_active() {
+        return Ok(Json(json!({ "status": run.status })).into_response());
+    }
+    if state.engine.cancel(run.id) {
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({ "status": "cancelling" })),
+        )
+            .into_response());
+    }
+    // Not executing here (waiting to be resumed): end it directly.
+    store::cancel(&state.db, &run, &run.partial_text).await?;
+    Ok(Json(json!({ "status": "cancelled" })).into_response())
+}
+
+async fn retry_run(
+    State(state): State<AppState>,
+    correlation: CorrelationId,
+    current: CurrentUser,
+    Path(id): Path<String>,
+) -> Result<Response, AppError> {
+    let run = store::find_run_owned(&state.db, current.user.id, parse_id(&id)?)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let retryable =
+        run.status == "failed" || (run.status == "cancelled" && run.assistant_message_id.is_none());
+    if !retryable {
+        return Err(AppError::Conflict(
+            "Only a failed or stopped reply can be retried.".into(),
+        ));
+    }
+    let latest = store::latest_run(&state.db, run.companion_id).await?;
+    if latest.as_ref().map(|r| r.id) != Some(run.id) {
+        return Err(AppError::Conflict(
+            "Only the latest reply can be retried.".into(),
+        ));
+    }
+    may_chat(&state, &current).await?;
+    let retry = start(
+        &state,
+        NewRun {
+            companion: run.companion_id,
+            user: current.user.id,
+            new_message: None,
+            existing_message: Some(run.user_message_id),
+            replaces: run.replaces_message_id,
+            client_request_id: None,
+            generate_image: run.generate_image,
+            correlation_id: correlation.as_str(),
+            deadline: deadline(&state),
+            previous_attempts: run.attempts,
+        },
+    )
+    .await?;
+    Ok(accepted(&retry))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_trimmed_and_bounded() {
+        assert_eq!(message_text("  hi  ").unwrap(), "hi");
+        assert!(message_text("   ").is_err());
+        assert!(message_text(&"x".repeat(4000)).is_ok());
+        assert!(message_text(&"x".repeat(4001)).is_err());
+        assert!(
+            message_text(&"é".repeat(4000)).is_ok(),
+            "characters, not bytes"
+        );
+        assert!(message_text("a\u{0}b").is_err());
+        assert!(message_text("two\nlines").is_ok());
+    }
+}

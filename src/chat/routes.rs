@@ -1,0 +1,116 @@
+//! The chat page `/companions/{id}/chat`.
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::response::Html;
+use axum::routing::get;
+
+use super::render;
+use super::store;
+use crate::companions;
+use crate::error::AppError;
+use crate::state::AppState;
+use crate::web::{CurrentUser, PageContext};
+
+/// Messages shown when the page opens; older ones load on demand.
+const FIRST_PAGE: u32 = 50;
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new().route("/companions/{id}/chat", get(show_chat))
+}
+
+/// One message as the page shows it.
+struct Bubble {
+    id: String,
+    role: String,
+    html: String,
+}
+
+/// Renders: the conversation with one companion.
+#[derive(Template)]
+#[template(path = "chat/page.html")]
+struct ChatPage {
+    page: PageContext,
+    companion_id: String,
+    name: String,
+    initial: String,
+    portrait_url: Option<String>,
+    wearing: String,
+    location: String,
+    action: String,
+    bubbles: Vec<Bubble>,
+    has_more: bool,
+    active_run: Option<String>,
+    failed_run: Option<FailedRun>,
+    llm_configured: bool,
+}
+
+/// The latest run, when it failed: shown with its reason and a Retry button.
+struct FailedRun {
+    id: String,
+    message: String,
+    correlation_id: String,
+}
+
+async fn show_chat(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    Path(id): Path<String>,
+) -> Result<Html<String>, AppError> {
+    let id = uuid::Uuid::parse_str(&id).map_err(|_| AppError::NotFound)?;
+    let companion = companions::store::find_owned(&state.db, current.user.id, id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let mut rows = store::messages(&state.db, companion.id, None, FIRST_PAGE + 1).await?;
+    let has_more = rows.len() > FIRST_PAGE as usize;
+    rows.truncate(FIRST_PAGE as usize);
+    rows.reverse();
+    let latest = store::latest_run(&state.db, companion.id).await?;
+    let active_run = latest
+        .as_ref()
+        .filter(|run| run.is_active())
+        .map(|run| run.id.to_string());
+    let failed_run = latest
+        .as_ref()
+        .filter(|run| run.status == "failed")
+        .map(|run| FailedRun {
+            id: run.id.to_string(),
+            message: run
+                .error_message
+                .clone()
+                .unwrap_or_else(|| "The reply failed.".into()),
+            correlation_id: run.correlation_id.clone(),
+        });
+    let profile = &companion.profile.0;
+    let live = &companion.live_state.0;
+    let page = ChatPage {
+        page: current.page(format!("Chat with {}", profile.name), "companions"),
+        companion_id: companion.id.to_string(),
+        name: profile.name.clone(),
+        initial: profile
+            .name
+            .chars()
+            .next()
+            .unwrap_or('?')
+            .to_uppercase()
+            .collect(),
+        portrait_url: companion.portrait_image_id.map(|id| format!("/media/{id}")),
+        wearing: live.describe_outfit(),
+        location: live.location.clone(),
+        action: live.action.clone(),
+        bubbles: rows
+            .into_iter()
+            .map(|m| Bubble {
+                id: m.id.to_string(),
+                html: render::to_html(&m.content),
+                role: m.role,
+            })
+            .collect(),
+        has_more,
+        active_run,
+        failed_run,
+        llm_configured: state.config.llm.is_some(),
+    };
+    Ok(Html(page.render()?))
+}

@@ -1,0 +1,572 @@
+//! Executing a chat run: respond (stream the reply) → analyze (update the live state) → finalize (store the
+//! reply exactly once). Implements the engine's [`RunExecutor`].
+//!
+//! Each step is a plain async function over the run row and a context, so a different engine can run them
+//! unchanged. A run resumed after a crash starts `respond` again when the reply was unfinished (subscribers
+//! get `reset`), or continues with the analysis when the reply was complete. Every run ends within its
+//! deadline: completed, failed (with a retryable error), or cancelled.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::future::BoxFuture;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use super::store::{self, Finished, RunRow};
+use super::{analysis, prompt, render};
+use crate::companions;
+use crate::db::{Db, Timestamp};
+use crate::engine::{RunChannel, RunEvent, RunExecutor, StreamHub};
+use crate::providers::llm::{LlmClient, LlmError};
+
+/// How long a claim on a run lasts without renewal; renewed while the run makes progress.
+pub const LEASE: Duration = Duration::from_secs(30);
+/// Persist the growing reply at least this often (and never per token).
+const FLUSH_EVERY: Duration = Duration::from_millis(250);
+/// Messages of history considered before the token budget trims them.
+const HISTORY_LIMIT: u32 = 200;
+
+/// Why a run did not complete.
+#[derive(Debug)]
+enum StepError {
+    Cancelled,
+    Failed {
+        code: &'static str,
+        message: String,
+        retryable: bool,
+    },
+}
+
+impl StepError {
+    fn failed(code: &'static str, message: impl Into<String>, retryable: bool) -> Self {
+        Self::Failed {
+            code,
+            message: message.into(),
+            retryable,
+        }
+    }
+}
+
+impl From<sqlx::Error> for StepError {
+    fn from(err: sqlx::Error) -> Self {
+        tracing::error!(error = %err, "database error during a chat run");
+        Self::failed(
+            "internal_error",
+            "Something went wrong while saving the reply.",
+            true,
+        )
+    }
+}
+
+impl From<LlmError> for StepError {
+    fn from(err: LlmError) -> Self {
+        tracing::warn!(error = %err, kind = err.kind(), "language model call failed");
+        match err {
+            LlmError::Rejected { status, .. } => Self::failed(
+                "llm_rejected",
+                format!("The language model refused the request (HTTP {status})."),
+                false,
+            ),
+            LlmError::Unavailable { .. } => Self::failed(
+                "llm_unavailable",
+                "The language model is not answering right now. Try again in a moment.",
+                true,
+            ),
+            LlmError::StreamBroken { .. } => Self::failed(
+                "llm_stream_broken",
+                "The connection to the language model broke while it was replying.",
+                true,
+            ),
+            LlmError::Malformed(_) => Self::failed(
+                "llm_malformed",
+                "The language model answered in a way we could not read.",
+                true,
+            ),
+        }
+    }
+}
+
+/// Runs chat runs against the database, the model and the stream hub.
+#[derive(Clone)]
+pub struct ChatExecutor {
+    db: Db,
+    llm: Option<LlmClient>,
+    hub: Arc<StreamHub>,
+    instance: Arc<str>,
+}
+
+impl ChatExecutor {
+    /// An executor for this instance (`instance` names its leases).
+    pub fn new(
+        db: Db,
+        llm: Option<LlmClient>,
+        hub: Arc<StreamHub>,
+        instance: impl Into<Arc<str>>,
+    ) -> Self {
+        Self {
+            db,
+            llm,
+            hub,
+            instance: instance.into(),
+        }
+    }
+
+    async fn execute_run(self, run_id: Uuid, cancel: CancellationToken) {
+        let now = Timestamp::now();
+        match store::claim(&self.db, run_id, &self.instance, now + LEASE, now).await {
+            Ok(true) => {}
+            Ok(false) => {
+                self.not_ours(run_id).await;
+                return;
+            }
+            Err(err) => {
+                tracing::warn!(run_id = %run_id, error = %err, "cannot claim a chat run");
+                self.not_ours(run_id).await;
+                return;
+            }
+        }
+        let run = match store::find_run(&self.db, run_id).await {
+            Ok(Some(run)) => run,
+            Ok(None) => return,
+            Err(err) => {
+                tracing::warn!(run_id = %run_id, error = %err, "cannot load a chat run");
+                return;
+            }
+        };
+        let span =
+            tracing::info_span!("chat_run", run_id = %run.id, correlation_id = %run.correlation_id);
+        self.drive(run, cancel).instrument(span).await;
+    }
+
+    async fn drive(&self, run: RunRow, cancel: CancellationToken) {
+        let channel = self.hub.open(run.id);
+        let remaining = Duration::from_secs(Timestamp::now().seconds_until(run.deadline_at));
+        let outcome = tokio::time::timeout(remaining, self.steps(&run, &channel, &cancel)).await;
+        let result = match outcome {
+            Ok(result) => result,
+            Err(_) => Err(StepError::failed(
+                "deadline_exceeded",
+                "The reply took too long and was stopped.",
+                true,
+            )),
+        };
+        match result {
+            Ok(()) => {}
+            Err(StepError::Cancelled) => self.end_cancelled(&run, &channel).await,
+            Err(StepError::Failed {
+                code,
+                message,
+                retryable,
+            }) => {
+                self.end_failed(&run, &channel, code, &message, retryable)
+                    .await
+            }
+        }
+        self.hub.close(run.id);
+    }
+
+    /// The run finished already, or another instance holds it: tell anyone waiting here, then let go.
+    async fn not_ours(&self, run_id: Uuid) {
+        if let Some(channel) = self.hub.get(run_id) {
+            let row = store::find_run(&self.db, run_id).await.ok().flatten();
+            let event = match &row {
+                Some(row) => terminal_event(row, &self.db).await,
+                None => None,
+            };
+            channel.publish(event.unwrap_or_else(|| {
+                RunEvent::Error {
+                    code: "run_elsewhere".into(),
+                    message:
+                        "The reply is being written by another server; reconnecting will follow it."
+                            .into(),
+                    retryable: true,
+                    correlation_id: row.map(|r| r.correlation_id).unwrap_or_default(),
+                }
+            }));
+            self.hub.close(run_id);
+        }
+    }
+
+    async fn publish_progress(
+        &self,
+        run: &RunRow,
+        channel: &RunChannel,
+        status: &str,
+        step: &str,
+        progress: u8,
+    ) -> Result<(), StepError> {
+        store::set_progress(&self.db, run.id, status, step, progress).await?;
+        channel.publish(RunEvent::Progress {
+            status: status.to_owned(),
+            step: step.to_owned(),
+            progress,
+        });
+        Ok(())
+    }
+
+    async fn steps(
+        &self,
+        run: &RunRow,
+        channel: &RunChannel,
+        cancel: &CancellationToken,
+    ) -> Result<(), StepError> {
+        let Some(llm) = &self.llm else {
+            return Err(StepError::failed(
+                "llm_not_configured",
+                "No language model is configured (LLM_BASE_URL, LLM_MODEL).",
+                true,
+            ));
+        };
+        let companion = companions::store::find_owned(&self.db, run.user_id, run.companion_id)
+            .await?
+            .ok_or_else(|| {
+                StepError::failed("not_found", "The companion no longer exists.", false)
+            })?;
+        let user_message = store::message(&self.db, run.companion_id, run.user_message_id)
+            .await?
+            .ok_or_else(|| {
+                StepError::failed("not_found", "The message no longer exists.", false)
+            })?;
+        let user_name = crate::accounts::store::account(&self.db, run.user_id)
+            .await?
+            .map_or_else(|| "the user".to_owned(), |a| a.display_name);
+        let profile = &companion.profile.0;
+
+        let reply = if matches!(run.status.as_str(), "queued" | "responding") {
+            if !run.partial_text.is_empty() {
+                // A reply interrupted by a restart is written again from the start.
+                channel.seed_text(&run.partial_text);
+                channel.reset("The reply is being written again after an interruption.");
+                store::save_partial(&self.db, run.id, "").await?;
+            }
+            let history: Vec<prompt::Turn> =
+                store::history_before(&self.db, run.companion_id, user_message.id, HISTORY_LIMIT)
+                    .await?
+                    .into_iter()
+                    .filter(|m| Some(m.id) != run.replaces_message_id)
+                    .map(|m| prompt::Turn {
+                        role: m.role,
+                        content: m.content,
+                    })
+                    .collect();
+            let system = prompt::system(profile, &companion.live_state.0, &user_name);
+            let messages = prompt::build(
+                system,
+                &history,
+                &user_message.content,
+                llm.context_tokens,
+                llm.reply_sampling.max_tokens,
+            );
+            self.publish_progress(
+                run,
+                channel,
+                "responding",
+                &format!("{} is writing…", profile.name),
+                10,
+            )
+            .await?;
+            let started = Instant::now();
+            let reply = self.respond(run, channel, cancel, llm, &messages).await?;
+            metrics::histogram!("chat_step_duration_seconds", "step" => "respond")
+                .record(started.elapsed().as_secs_f64());
+            reply
+        } else {
+            // The reply was complete before an interruption; subscribers catch up from it.
+            channel.seed_text(&run.partial_text);
+            run.partial_text.clone()
+        };
+        if cancel.is_cancelled() {
+            return Err(StepError::Cancelled);
+        }
+
+        self.publish_progress(run, channel, "analyzing", "Noticing what changed…", 80)
+            .await?;
+        let started = Instant::now();
+        self.analyze(
+            run,
+            channel,
+            llm,
+            &companion.id,
+            &profile.name,
+            &user_message.content,
+            &reply,
+        )
+        .await;
+        metrics::histogram!("chat_step_duration_seconds", "step" => "analyze")
+            .record(started.elapsed().as_secs_f64());
+        if cancel.is_cancelled() {
+            return Err(StepError::Cancelled);
+        }
+
+        let started = Instant::now();
+        match store::complete(&self.db, run, &reply).await? {
+            Finished::Now(Some(message_id)) => {
+                metrics::counter!("chat_runs_total", "status" => "completed").increment(1);
+                tracing::info!(run_id = %run.id, "chat run completed");
+                channel.publish(RunEvent::Progress {
+                    status: "completed".into(),
+                    step: "Done".into(),
+                    progress: 100,
+                });
+                channel.publish(RunEvent::Done {
+                    message_id,
+                    html: render::to_html(&reply),
+                    content: reply,
+                });
+            }
+            Finished::Now(None) | Finished::Already => self.publish_final_state(run, channel).await,
+        }
+        metrics::histogram!("chat_step_duration_seconds", "step" => "finalize")
+            .record(started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    /// Streams the reply; persists it every 250 ms while it grows; restarts once when the stream breaks.
+    async fn respond(
+        &self,
+        run: &RunRow,
+        channel: &RunChannel,
+        cancel: &CancellationToken,
+        llm: &LlmClient,
+        messages: &[crate::providers::llm::ChatMessage],
+    ) -> Result<String, StepError> {
+        let expected_chars = (llm.reply_sampling.max_tokens as usize)
+            .saturating_mul(4)
+            .max(1);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let started = Instant::now();
+            let mut first_token = true;
+            let stream = llm.stream_reply(messages, &run.correlation_id, |piece| {
+                if first_token {
+                    first_token = false;
+                    metrics::histogram!("llm_time_to_first_token_seconds")
+                        .record(started.elapsed().as_secs_f64());
+                }
+                metrics::counter!("llm_tokens_streamed_total").increment(1);
+                channel.push_text(piece);
+            });
+            tokio::pin!(stream);
+            let mut ticker = tokio::time::interval(FLUSH_EVERY);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut flushed = 0_usize;
+            let mut shown_progress = 10_u8;
+            let result = loop {
+                tokio::select! {
+                    biased;
+                    () = cancel.cancelled() => return Err(StepError::Cancelled),
+                    result = &mut stream => break result,
+                    _ = ticker.tick() => {
+                        let text = channel.text();
+                        if text.len() != flushed {
+                            store::save_partial(&self.db, run.id, &text).await?;
+                            store::renew_lease(&self.db, run.id, &self.instance, Timestamp::now() + LEASE).await?;
+                            flushed = text.len();
+                            let progress = 10 + (text.chars().count() * 60 / expected_chars).min(60) as u8;
+                            if progress >= shown_progress + 5 {
+                                shown_progress = progress;
+                                channel.publish(RunEvent::Progress {
+                                    status: "responding".into(),
+                                    step: "Writing…".into(),
+                                    progress,
+                                });
+                            }
+                        }
+                    }
+                }
+            };
+            match result {
+                Ok(text) => {
+                    let text = text.trim().to_owned();
+                    if text.is_empty() {
+                        return Err(StepError::failed(
+                            "llm_empty_reply",
+                            "The language model sent an empty reply.",
+                            true,
+                        ));
+                    }
+                    store::save_partial(&self.db, run.id, &text).await?;
+                    return Ok(text);
+                }
+                Err(LlmError::StreamBroken { .. }) if attempt == 1 => {
+                    tracing::warn!(run_id = %run.id, "reply stream broke; writing the reply again");
+                    channel.reset("The connection to the model broke; the reply starts again.");
+                    store::save_partial(&self.db, run.id, "").await?;
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
+    }
+
+    /// Updates the live state from the exchange; a failure keeps the old state and does not fail the run.
+    #[allow(clippy::too_many_arguments)]
+    async fn analyze(
+        &self,
+        run: &RunRow,
+        channel: &RunChannel,
+        llm: &LlmClient,
+        companion: &Uuid,
+        name: &str,
+        said: &str,
+        reply: &str,
+    ) {
+        // The state is read now, not taken from the time of sending.
+        let current = match companions::store::find_owned(&self.db, run.user_id, *companion).await {
+            Ok(Some(record)) => record.live_state.0,
+            _ => return,
+        };
+        let request = analysis::request(name, &current, said, reply);
+        let answer = match llm.complete(&request, &run.correlation_id, 600).await {
+            Ok(answer) => answer,
+            Err(err) => {
+                tracing::warn!(run_id = %run.id, error = %err, "scene analysis failed; keeping the state");
+                return;
+            }
+        };
+        let Some(json) = analysis::extract_json(&answer) else {
+            tracing::warn!(run_id = %run.id, "scene analysis answer is not JSON; keeping the state");
+            return;
+        };
+        match companions::store::update_live_state(&self.db, run.user_id, *companion, |state| {
+            analysis::apply(state, &json)
+        })
+        .await
+        {
+            Ok(Some(state)) => {
+                let value = serde_json::to_value(&state).unwrap_or_default();
+                if let Err(err) = store::save_state_after(&self.db, run.id, &value).await {
+                    tracing::warn!(error = %err, "cannot record the state of a run");
+                }
+                channel.publish(RunEvent::State(value));
+            }
+            Ok(None) => {}
+            Err(err) => {
+                tracing::warn!(run_id = %run.id, error = %err, "cannot save the live state")
+            }
+        }
+    }
+
+    async fn end_cancelled(&self, run: &RunRow, channel: &RunChannel) {
+        let partial = channel.text();
+        match store::cancel(&self.db, run, &partial).await {
+            Ok(Finished::Now(message)) => {
+                metrics::counter!("chat_runs_total", "status" => "cancelled").increment(1);
+                tracing::info!(run_id = %run.id, kept = message.is_some(), "chat run stopped");
+                publish_cancelled(channel, run, message, &partial);
+            }
+            Ok(Finished::Already) => self.publish_final_state(run, channel).await,
+            Err(err) => {
+                tracing::error!(run_id = %run.id, error = %err, "cannot record a stopped run")
+            }
+        }
+    }
+
+    async fn end_failed(
+        &self,
+        run: &RunRow,
+        channel: &RunChannel,
+        code: &str,
+        message: &str,
+        retryable: bool,
+    ) {
+        match store::fail(&self.db, run, code, message, retryable).await {
+            Ok(Finished::Now(_)) => {
+                metrics::counter!("chat_runs_total", "status" => "failed").increment(1);
+                tracing::warn!(run_id = %run.id, code, "chat run failed");
+                channel.publish(RunEvent::Error {
+                    code: code.to_owned(),
+                    message: message.to_owned(),
+                    retryable,
+                    correlation_id: run.correlation_id.clone(),
+                });
+            }
+            Ok(Finished::Already) => self.publish_final_state(run, channel).await,
+            Err(err) => {
+                tracing::error!(run_id = %run.id, error = %err, "cannot record a failed run")
+            }
+        }
+    }
+
+    /// Someone else ended the run (Stop through another path, a deleted companion): tell subscribers how.
+    async fn publish_final_state(&self, run: &RunRow, channel: &RunChannel) {
+        let row = store::find_run(&self.db, run.id).await.ok().flatten();
+        let event = match row {
+            Some(row) => terminal_event(&row, &self.db).await,
+            None => None,
+        };
+        channel.publish(event.unwrap_or_else(|| RunEvent::Error {
+            code: "cancelled".into(),
+            message: "The conversation was cleared.".into(),
+            retryable: false,
+            correlation_id: run.correlation_id.clone(),
+        }));
+    }
+}
+
+fn publish_cancelled(channel: &RunChannel, run: &RunRow, message: Option<Uuid>, partial: &str) {
+    channel.publish(match message {
+        Some(message_id) => RunEvent::Done {
+            message_id,
+            content: partial.to_owned(),
+            html: render::to_html(partial),
+        },
+        None => RunEvent::Error {
+            code: "cancelled".into(),
+            message: "Stopped.".into(),
+            retryable: true,
+            correlation_id: run.correlation_id.clone(),
+        },
+    });
+}
+
+/// The `done` or `error` event a finished run replays.
+pub async fn terminal_event(run: &RunRow, db: &Db) -> Option<RunEvent> {
+    match run.status.as_str() {
+        "completed" | "cancelled" if run.assistant_message_id.is_some() => {
+            let message_id = run.assistant_message_id?;
+            let content = store::message(db, run.companion_id, message_id)
+                .await
+                .ok()
+                .flatten()
+                .map_or_else(|| run.partial_text.clone(), |m| m.content);
+            Some(RunEvent::Done {
+                message_id,
+                html: render::to_html(&content),
+                content,
+            })
+        }
+        "completed" | "failed" | "cancelled" => Some(RunEvent::Error {
+            code: run.error_code.clone().unwrap_or_else(|| "cancelled".into()),
+            message: run
+                .error_message
+                .clone()
+                .unwrap_or_else(|| "Stopped.".into()),
+            retryable: run.retryable,
+            correlation_id: run.correlation_id.clone(),
+        }),
+        _ => None,
+    }
+}
+
+impl RunExecutor for ChatExecutor {
+    fn execute(&self, run: Uuid, cancel: CancellationToken) -> BoxFuture<'static, ()> {
+        Box::pin(self.clone().execute_run(run, cancel))
+    }
+
+    fn orphaned(&self) -> BoxFuture<'static, anyhow::Result<Vec<Uuid>>> {
+        let db = self.db.clone();
+        Box::pin(async move { Ok(store::orphaned(&db, Timestamp::now()).await?) })
+    }
+
+    fn release_all(&self) -> BoxFuture<'static, ()> {
+        let (db, instance) = (self.db.clone(), self.instance.clone());
+        Box::pin(async move {
+            if let Err(err) = store::release_leases(&db, &instance).await {
+                tracing::warn!(error = %err, "cannot release chat run leases");
+            }
+        })
+    }
+}

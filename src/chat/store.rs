@@ -1,0 +1,549 @@
+//! SQL for `messages` and `chat_runs`. Runs are the single source of truth for a reply in progress.
+
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use crate::db::{Db, Timestamp, violates_unique};
+use crate::db_dispatch;
+
+/// Statuses of a run that is not finished.
+pub const ACTIVE: [&str; 4] = ["queued", "responding", "analyzing", "imaging"];
+
+/// A stored message.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct MessageRow {
+    /// Id.
+    pub id: Uuid,
+    /// `user` or `assistant`.
+    pub role: String,
+    /// Plain text.
+    pub content: String,
+    /// An attached image, if any.
+    pub image_id: Option<Uuid>,
+    /// When it was written.
+    pub created_at: Timestamp,
+    /// When it was last edited.
+    pub edited_at: Option<Timestamp>,
+}
+
+/// A run row.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RunRow {
+    /// Id (the stream's address).
+    pub id: Uuid,
+    /// The companion.
+    pub companion_id: Uuid,
+    /// The owner.
+    pub user_id: Uuid,
+    /// The user message being answered.
+    pub user_message_id: Uuid,
+    /// The assistant message this run replaces (regenerate), if any.
+    pub replaces_message_id: Option<Uuid>,
+    /// The stored reply, once completed.
+    pub assistant_message_id: Option<Uuid>,
+    /// Whether an image was asked for.
+    pub generate_image: bool,
+    /// `queued`, `responding`, `analyzing`, `imaging`, `completed`, `failed`, `cancelled`.
+    pub status: String,
+    /// Human-readable step.
+    pub step: String,
+    /// 0–100.
+    pub progress: i32,
+    /// The reply text so far (persisted at least every 250 ms while it grows).
+    pub partial_text: String,
+    /// The live state after the analysis, for replaying the `state` event.
+    pub state_after: Option<Json<serde_json::Value>>,
+    /// Error code of a failed or cancelled run.
+    pub error_code: Option<String>,
+    /// Error message.
+    pub error_message: Option<String>,
+    /// Whether Retry can help.
+    pub retryable: bool,
+    /// How many times execution started.
+    pub attempts: i32,
+    /// The correlation id of the request that started the run.
+    pub correlation_id: String,
+    /// When the run must have ended.
+    pub deadline_at: Timestamp,
+    /// Creation time.
+    pub created_at: Timestamp,
+}
+
+impl RunRow {
+    /// True until completed, failed or cancelled.
+    pub fn is_active(&self) -> bool {
+        ACTIVE.contains(&self.status.as_str())
+    }
+}
+
+const RUN_COLUMNS: &str = "id, companion_id, user_id, user_message_id, replaces_message_id, \
+     assistant_message_id, generate_image, status, step, progress, partial_text, state_after, error_code, \
+     error_message, retryable, attempts, correlation_id, deadline_at, created_at";
+
+const MESSAGE_COLUMNS: &str = "id, role, content, image_id, created_at, edited_at";
+
+/// A run to create.
+pub struct NewRun<'a> {
+    /// The companion.
+    pub companion: Uuid,
+    /// The owner.
+    pub user: Uuid,
+    /// Text of a new user message, or `None` to answer `existing_message` again.
+    pub new_message: Option<&'a str>,
+    /// The user message to answer when no new one is written.
+    pub existing_message: Option<Uuid>,
+    /// The assistant message a regenerate replaces.
+    pub replaces: Option<Uuid>,
+    /// The client's idempotency key.
+    pub client_request_id: Option<&'a str>,
+    /// Whether an image was asked for.
+    pub generate_image: bool,
+    /// The request's correlation id.
+    pub correlation_id: &'a str,
+    /// When the run must have ended.
+    pub deadline: Timestamp,
+    /// Attempts already made by the run this one retries.
+    pub previous_attempts: i32,
+}
+
+/// Why a run could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The companion already has an unfinished run.
+    #[error("a reply is already being written")]
+    Active,
+    /// The same client request was sent before: here is its run.
+    #[error("already sent")]
+    Duplicate(Box<RunRow>),
+    /// The database failed.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// Stores the user message (when new) and the run in one transaction.
+pub async fn start_run(db: &Db, new: &NewRun<'_>) -> Result<RunRow, StartError> {
+    let now = Timestamp::now();
+    let run_id = Uuid::now_v7();
+    let message_id = new.existing_message.unwrap_or_else(Uuid::now_v7);
+    let inserted: Result<(), sqlx::Error> = db_dispatch!(db, pool => async {
+        let mut tx = pool.begin().await?;
+        if let Some(content) = new.new_message {
+            sqlx::query(
+                "INSERT INTO messages (id, companion_id, role, content, created_at) \
+                 VALUES ($1, $2, 'user', $3, $4)",
+            )
+            .bind(message_id)
+            .bind(new.companion)
+            .bind(content)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "INSERT INTO chat_runs (id, companion_id, user_id, user_message_id, replaces_message_id, \
+                 client_request_id, generate_image, status, step, progress, partial_text, retryable, \
+                 attempts, correlation_id, deadline_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', 'Waiting to start', 0, '', FALSE, $8, $9, $10, \
+                 $11, $12)",
+        )
+        .bind(run_id)
+        .bind(new.companion)
+        .bind(new.user)
+        .bind(message_id)
+        .bind(new.replaces)
+        .bind(new.client_request_id)
+        .bind(new.generate_image)
+        .bind(new.previous_attempts)
+        .bind(new.correlation_id)
+        .bind(new.deadline)
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await
+    }.await);
+    match inserted {
+        Ok(()) => find_run(db, run_id)
+            .await?
+            .ok_or(StartError::Database(sqlx::Error::RowNotFound)),
+        // PostgreSQL names the index; SQLite names the columns of a partial unique index.
+        Err(err)
+            if violates_unique(&err, "chat_runs_one_active_idx")
+                || violates_unique(&err, "chat_runs.companion_id") =>
+        {
+            Err(StartError::Active)
+        }
+        Err(err)
+            if violates_unique(&err, "chat_runs_client_request_idx")
+                || violates_unique(&err, "chat_runs.client_request_id") =>
+        {
+            let existing = find_run_by_request(db, new.user, new.client_request_id.unwrap_or(""))
+                .await?
+                .ok_or(StartError::Database(sqlx::Error::RowNotFound))?;
+            Err(StartError::Duplicate(Box::new(existing)))
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// A run by id.
+pub async fn find_run(db: &Db, run: Uuid) -> Result<Option<RunRow>, sqlx::Error> {
+    let sql = format!("SELECT {RUN_COLUMNS} FROM chat_runs WHERE id = $1");
+    db_dispatch!(db, pool => sqlx::query_as(&sql).bind(run).fetch_optional(pool).await)
+}
+
+/// A run of `user`.
+pub async fn find_run_owned(db: &Db, user: Uuid, run: Uuid) -> Result<Option<RunRow>, sqlx::Error> {
+    let sql = format!("SELECT {RUN_COLUMNS} FROM chat_runs WHERE id = $1 AND user_id = $2");
+    db_dispatch!(db, pool => sqlx::query_as(&sql).bind(run).bind(user).fetch_optional(pool).await)
+}
+
+/// The run a client created with its idempotency key.
+pub async fn find_run_by_request(
+    db: &Db,
+    user: Uuid,
+    key: &str,
+) -> Result<Option<RunRow>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {RUN_COLUMNS} FROM chat_runs WHERE user_id = $1 AND client_request_id = $2"
+    );
+    db_dispatch!(db, pool => sqlx::query_as(&sql).bind(user).bind(key).fetch_optional(pool).await)
+}
+
+/// The newest run of a companion.
+pub async fn latest_run(db: &Db, companion: Uuid) -> Result<Option<RunRow>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {RUN_COLUMNS} FROM chat_runs WHERE companion_id = $1 ORDER BY created_at DESC, id DESC LIMIT 1"
+    );
+    db_dispatch!(db, pool => sqlx::query_as(&sql).bind(companion).fetch_optional(pool).await)
+}
+
+/// Takes the run for `owner` until `until` when it is unfinished and free (or already `owner`'s).
+pub async fn claim(
+    db: &Db,
+    run: Uuid,
+    owner: &str,
+    until: Timestamp,
+    now: Timestamp,
+) -> Result<bool, sqlx::Error> {
+    db_dispatch!(db, pool => sqlx::query(
+        "UPDATE chat_runs SET lease_owner = $1, lease_until = $2, attempts = attempts + 1, updated_at = $3 \
+         WHERE id = $4 AND status IN ('queued', 'responding', 'analyzing', 'imaging') \
+           AND (lease_owner IS NULL OR lease_until IS NULL OR lease_until < $5 OR lease_owner = $6)",
+    )
+    .bind(owner)
+    .bind(until)
+    .bind(now)
+    .bind(run)
+    .bind(now)
+    .bind(owner)
+    .execute(pool)
+    .await
+    .map(|r| r.rows_affected() == 1))
+}
+
+/// Extends `owner`'s lease.
+pub async fn renew_lease(
+    db: &Db,
+    run: Uuid,
+    owner: &str,
+    until: Timestamp,
+) -> Result<(), sqlx::Error> {
+    db_dispatch!(db, pool => sqlx::query(
+        "UPDATE chat_runs SET lease_until = $1 WHERE id = $2 AND lease_owner = $3",
+    )
+    .bind(until)
+    .bind(run)
+    .bind(owner)
+    .execute(pool)
+    .await
+    .map(|_| ()))
+}
+
+/// Frees every unfinished run `owner` holds.
+pub async fn release_leases(db: &Db, owner: &str) -> Result<u64, sqlx::Error> {
+    db_dispatch!(db, pool => sqlx::query(
+        "UPDATE chat_runs SET lease_owner = NULL, lease_until = NULL \
+         WHERE lease_owner = $1 AND status IN ('queued', 'responding', 'analyzing', 'imaging')",
+    )
+    .bind(owner)
+    .execute(pool)
+    .await
+    .map(|r| r.rows_affected()))
+}
+
+/// Unfinished runs nobody holds.
+pub async fn orphaned(db: &Db, now: Timestamp) -> Result<Vec<Uuid>, sqlx::Error> {
+    db_dispatch!(db, pool => sqlx::query_scalar(
+        "SELECT id FROM chat_runs WHERE status IN ('queued', 'responding', 'analyzing', 'imaging') \
+           AND (lease_until IS NULL OR lease_until < $1) ORDER BY created_at",
+    )
+    .bind(now)
+    .fetch_all(pool)
+    .await)
+}
+
+/// Records the status, step and progress (only while unfinished).
+pub async fn set_progress(
+    db: &Db,
+    run: Uuid,
+    status: &str,
+    step: &str,
+    progress: u8,
+) -> Result<(), sqlx::Error> {
+    db_dispatch!(db, pool => sqlx::query(
+        "UPDATE chat_runs SET status = $1, step = $2, progress = $3, updated_at = $4 \
+         WHERE id = $5 AND status IN ('queued', 'responding', 'analyzing', 'imaging')",
+    )
+    .bind(status)
+    .bind(step)
+    .bind(i32::from(progress))
+    .bind(Timestamp::now())
+    .bind(run)
+    .execute(pool)
+    .await
+    .map(|_| ()))
+}
+
+/// Persists the reply text so far.
+pub async fn save_partial(db: &Db, run: Uuid, text: &str) -> Result<(), sqlx::Error> {
+    db_dispatch!(db, pool => sqlx::query(
+        "UPDATE chat_runs SET partial_text = $1, updated_at = $2 WHERE id = $3",
+    )
+    .bind(text)
+    .bind(Timestamp::now())
+    .bind(run)
+    .execute(pool)
+    .await
+    .map(|_| ()))
+}
+
+/// Records the live state the analysis produced (replayed to late subscribers).
+pub async fn save_state_after(
+    db: &Db,
+    run: Uuid,
+    state: &serde_json::Value,
+) -> Result<(), sqlx::Error> {
+    db_dispatch!(db, pool => sqlx::query("UPDATE chat_runs SET state_after = $1 WHERE id = $2")
+        .bind(Json(state))
+        .bind(run)
+        .execute(pool)
+        .await
+        .map(|_| ()))
+}
+
+/// How ending a run went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finished {
+    /// This call ended the run; the stored assistant message, if one was stored.
+    Now(Option<Uuid>),
+    /// The run had already ended (another path got there first); nothing was stored.
+    Already,
+}
+
+/// Stores the assistant message and completes the run in one transaction — exactly once: a run that is no
+/// longer unfinished stores nothing. A regenerate's old reply is deleted in the same transaction.
+pub async fn complete(db: &Db, run: &RunRow, content: &str) -> Result<Finished, sqlx::Error> {
+    finish(db, run, "completed", Some(content), None).await
+}
+
+/// Ends the run as cancelled; a non-empty partial reply is kept as the assistant message.
+pub async fn cancel(db: &Db, run: &RunRow, partial: &str) -> Result<Finished, sqlx::Error> {
+    let content = (!partial.trim().is_empty()).then_some(partial);
+    finish(
+        db,
+        run,
+        "cancelled",
+        content,
+        Some(("cancelled", "Stopped.", true)),
+    )
+    .await
+}
+
+/// Ends the run as failed.
+pub async fn fail(
+    db: &Db,
+    run: &RunRow,
+    code: &str,
+    message: &str,
+    retryable: bool,
+) -> Result<Finished, sqlx::Error> {
+    finish(db, run, "failed", None, Some((code, message, retryable))).await
+}
+
+async fn finish(
+    db: &Db,
+    run: &RunRow,
+    status: &str,
+    content: Option<&str>,
+    error: Option<(&str, &str, bool)>,
+) -> Result<Finished, sqlx::Error> {
+    let now = Timestamp::now();
+    let message_id = content.map(|_| Uuid::now_v7());
+    let (code, message, retryable) = match error {
+        Some((code, message, retryable)) => (Some(code), Some(message), retryable),
+        None => (None, None, false),
+    };
+    db_dispatch!(db, pool => async {
+        let mut tx = pool.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE chat_runs SET status = $1, step = $2, progress = $3, \
+                 error_code = $4, error_message = $5, retryable = $6, partial_text = $7, \
+                 lease_owner = NULL, lease_until = NULL, updated_at = $8, finished_at = $9 \
+             WHERE id = $10 AND status IN ('queued', 'responding', 'analyzing', 'imaging')",
+        )
+        .bind(status)
+        .bind(match status { "completed" => "Done", "cancelled" => "Stopped", _ => "Failed" })
+        .bind(if status == "completed" { 100 } else { 0 })
+        .bind(code)
+        .bind(message)
+        .bind(retryable)
+        .bind(content.unwrap_or(run.partial_text.as_str()))
+        .bind(now)
+        .bind(now)
+        .bind(run.id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            tx.rollback().await?;
+            return Ok(Finished::Already);
+        }
+        if let (Some(id), Some(text)) = (message_id, content) {
+            if let Some(replaced) = run.replaces_message_id {
+                sqlx::query("DELETE FROM messages WHERE id = $1 AND companion_id = $2")
+                    .bind(replaced)
+                    .bind(run.companion_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            sqlx::query(
+                "INSERT INTO messages (id, companion_id, role, content, created_at) \
+                 VALUES ($1, $2, 'assistant', $3, $4)",
+            )
+            .bind(id)
+            .bind(run.companion_id)
+            .bind(text)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("UPDATE chat_runs SET assistant_message_id = $1 WHERE id = $2")
+                .bind(id)
+                .bind(run.id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(Finished::Now(message_id))
+    }.await)
+}
+
+/// A page of messages, newest first, older than `before` when given.
+pub async fn messages(
+    db: &Db,
+    companion: Uuid,
+    before: Option<Uuid>,
+    limit: u32,
+) -> Result<Vec<MessageRow>, sqlx::Error> {
+    let limit = i64::from(limit);
+    match before {
+        None => {
+            let sql = format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE companion_id = $1 \
+                 ORDER BY created_at DESC, id DESC LIMIT $2"
+            );
+            db_dispatch!(db, pool => sqlx::query_as(&sql).bind(companion).bind(limit).fetch_all(pool).await)
+        }
+        Some(cursor) => {
+            let sql = format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages m WHERE companion_id = $1 AND EXISTS ( \
+                     SELECT 1 FROM messages c WHERE c.id = $2 AND c.companion_id = $1 \
+                       AND (m.created_at < c.created_at OR (m.created_at = c.created_at AND m.id < c.id))) \
+                 ORDER BY created_at DESC, id DESC LIMIT $3"
+            );
+            db_dispatch!(db, pool => sqlx::query_as(&sql)
+                .bind(companion)
+                .bind(cursor)
+                .bind(limit)
+                .fetch_all(pool)
+                .await)
+        }
+    }
+}
+
+/// Messages written before `message` (oldest first), at most `limit` of the newest ones.
+pub async fn history_before(
+    db: &Db,
+    companion: Uuid,
+    message: Uuid,
+    limit: u32,
+) -> Result<Vec<MessageRow>, sqlx::Error> {
+    let mut rows = messages(db, companion, Some(message), limit).await?;
+    rows.reverse();
+    Ok(rows)
+}
+
+/// One message of a companion.
+pub async fn message(
+    db: &Db,
+    companion: Uuid,
+    id: Uuid,
+) -> Result<Option<MessageRow>, sqlx::Error> {
+    let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1 AND companion_id = $2");
+    db_dispatch!(db, pool => sqlx::query_as(&sql).bind(id).bind(companion).fetch_optional(pool).await)
+}
+
+/// The companion a message belongs to, when its owner is `user`.
+pub async fn message_companion(
+    db: &Db,
+    user: Uuid,
+    message: Uuid,
+) -> Result<Option<Uuid>, sqlx::Error> {
+    db_dispatch!(db, pool => sqlx::query_scalar(
+        "SELECT m.companion_id FROM messages m JOIN companions c ON c.id = m.companion_id \
+         WHERE m.id = $1 AND c.user_id = $2",
+    )
+    .bind(message)
+    .bind(user)
+    .fetch_optional(pool)
+    .await)
+}
+
+/// Changes a user message and deletes everything written after it (the conversation restarts there).
+pub async fn rewrite_from(
+    db: &Db,
+    companion: Uuid,
+    message: &MessageRow,
+    content: &str,
+) -> Result<(), sqlx::Error> {
+    let now = Timestamp::now();
+    db_dispatch!(db, pool => async {
+        let mut tx = pool.begin().await?;
+        sqlx::query(
+            "DELETE FROM messages WHERE companion_id = $1 \
+               AND (created_at > $2 OR (created_at = $2 AND id > $3))",
+        )
+        .bind(companion)
+        .bind(message.created_at)
+        .bind(message.id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE messages SET content = $1, edited_at = $2 WHERE id = $3")
+            .bind(content)
+            .bind(now)
+            .bind(message.id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await
+    }.await)
+}
+
+/// Deletes one message.
+pub async fn delete_message(db: &Db, companion: Uuid, id: Uuid) -> Result<bool, sqlx::Error> {
+    db_dispatch!(db, pool => sqlx::query("DELETE FROM messages WHERE id = $1 AND companion_id = $2")
+        .bind(id)
+        .bind(companion)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected() == 1))
+}

@@ -1,0 +1,271 @@
+//! The stream hub: per-run broadcast channels that also hold the run's text so far.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde_json::Value;
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+/// Events buffered per subscriber before it counts as lagging (it then resynchronises from the snapshot).
+const CHANNEL_CAPACITY: usize = 1024;
+
+/// Something a subscriber of a run is told (DESIGN.md §5, stream events).
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunEvent {
+    /// Status, step or progress changed.
+    Progress {
+        /// `queued`, `responding`, …
+        status: String,
+        /// Human-readable step.
+        step: String,
+        /// 0–100.
+        progress: u8,
+    },
+    /// More reply text; `end` is the byte length of the text after it.
+    Token {
+        /// The new text.
+        text: String,
+        /// Byte offset of the end of this piece.
+        end: usize,
+    },
+    /// The reply restarts from nothing (a step was retried).
+    Reset {
+        /// Why.
+        reason: String,
+    },
+    /// The live state after the analysis.
+    State(Value),
+    /// A generated image.
+    Image(Value),
+    /// The reply is stored; the stream ends.
+    Done {
+        /// The stored message.
+        message_id: Uuid,
+        /// Its text.
+        content: String,
+        /// Its display HTML (sanitised).
+        html: String,
+    },
+    /// The run failed or was cancelled; the stream ends.
+    Error {
+        /// Stable code.
+        code: String,
+        /// Human-readable message.
+        message: String,
+        /// Whether Retry can help.
+        retryable: bool,
+        /// The correlation id of the request that started the run.
+        correlation_id: String,
+    },
+}
+
+impl RunEvent {
+    /// `done` and `error` end a stream.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, Self::Done { .. } | Self::Error { .. })
+    }
+}
+
+/// What a subscriber gets first: the state of the run at the moment it subscribed.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// The reply text so far.
+    pub text: String,
+    /// The latest progress event, if any.
+    pub progress: Option<RunEvent>,
+    /// The latest state event, if any.
+    pub state: Option<RunEvent>,
+    /// The terminal event, if the run has ended.
+    pub finished: Option<RunEvent>,
+}
+
+#[derive(Debug, Default)]
+struct ChannelState {
+    text: String,
+    progress: Option<RunEvent>,
+    state: Option<RunEvent>,
+    finished: Option<RunEvent>,
+}
+
+/// The channel of one run.
+#[derive(Debug)]
+pub struct RunChannel {
+    state: Mutex<ChannelState>,
+    sender: broadcast::Sender<RunEvent>,
+}
+
+impl RunChannel {
+    fn new() -> Self {
+        Self {
+            state: Mutex::new(ChannelState::default()),
+            sender: broadcast::channel(CHANNEL_CAPACITY).0,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ChannelState> {
+        // A panic while holding this lock leaves plain data behind; it is still usable.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Appends reply text and tells subscribers (under one lock, so snapshots never miss or repeat text).
+    pub fn push_text(&self, piece: &str) {
+        let mut state = self.lock();
+        state.text.push_str(piece);
+        let _ = self.sender.send(RunEvent::Token {
+            text: piece.to_owned(),
+            end: state.text.len(),
+        });
+    }
+
+    /// Sets the text without telling anyone (a resumed run starts from what was persisted).
+    pub fn seed_text(&self, text: &str) {
+        self.lock().text = text.to_owned();
+    }
+
+    /// Clears the reply and tells subscribers to do the same.
+    pub fn reset(&self, reason: &str) {
+        let mut state = self.lock();
+        state.text.clear();
+        let _ = self.sender.send(RunEvent::Reset {
+            reason: reason.to_owned(),
+        });
+    }
+
+    /// Publishes a progress, state or image event.
+    pub fn publish(&self, event: RunEvent) {
+        let mut state = self.lock();
+        match &event {
+            RunEvent::Progress { .. } => state.progress = Some(event.clone()),
+            RunEvent::State(_) => state.state = Some(event.clone()),
+            _ => {}
+        }
+        if event.is_terminal() {
+            state.finished = Some(event.clone());
+        }
+        let _ = self.sender.send(event);
+    }
+
+    /// The text so far.
+    pub fn text(&self) -> String {
+        self.lock().text.clone()
+    }
+
+    /// The state now, and a receiver of everything after it.
+    pub fn subscribe(&self) -> (Snapshot, broadcast::Receiver<RunEvent>) {
+        let state = self.lock();
+        let receiver = self.sender.subscribe();
+        (
+            Snapshot {
+                text: state.text.clone(),
+                progress: state.progress.clone(),
+                state: state.state.clone(),
+                finished: state.finished.clone(),
+            },
+            receiver,
+        )
+    }
+}
+
+/// The channels of the runs this instance executes.
+#[derive(Debug, Default)]
+pub struct StreamHub {
+    runs: Mutex<HashMap<Uuid, Arc<RunChannel>>>,
+}
+
+impl StreamHub {
+    /// An empty hub.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<Uuid, Arc<RunChannel>>> {
+        self.runs
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The channel of `run`, created when missing (the executor calls this when it starts).
+    pub fn open(&self, run: Uuid) -> Arc<RunChannel> {
+        self.lock()
+            .entry(run)
+            .or_insert_with(|| Arc::new(RunChannel::new()))
+            .clone()
+    }
+
+    /// The channel of a run executing here, if any.
+    pub fn get(&self, run: Uuid) -> Option<Arc<RunChannel>> {
+        self.lock().get(&run).cloned()
+    }
+
+    /// Forgets a finished run (subscribers holding the channel keep it alive until they are done).
+    pub fn close(&self, run: Uuid) {
+        self.lock().remove(&run);
+    }
+
+    /// How many runs have a channel.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// True when no run has a channel.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_late_subscriber_gets_the_text_so_far_then_only_what_follows() {
+        let hub = StreamHub::new();
+        let run = Uuid::now_v7();
+        let channel = hub.open(run);
+        channel.push_text("Hello");
+        let (snapshot, mut receiver) = channel.subscribe();
+        channel.push_text(", world");
+        assert_eq!(snapshot.text, "Hello");
+        assert_eq!(
+            receiver.recv().await.unwrap(),
+            RunEvent::Token {
+                text: ", world".into(),
+                end: 12
+            }
+        );
+        assert_eq!(hub.get(run).unwrap().text(), "Hello, world");
+    }
+
+    #[tokio::test]
+    async fn a_reset_clears_the_text() {
+        let channel = StreamHub::new().open(Uuid::now_v7());
+        channel.push_text("abc");
+        let (_, mut receiver) = channel.subscribe();
+        channel.reset("retrying");
+        assert!(matches!(
+            receiver.recv().await.unwrap(),
+            RunEvent::Reset { .. }
+        ));
+        assert_eq!(channel.text(), "");
+    }
+
+    #[test]
+    fn finished_runs_remember_their_last_event() {
+        let hub = StreamHub::new();
+        let run = Uuid::now_v7();
+        let channel = hub.open(run);
+        channel.publish(RunEvent::Error {
+            code: "x".into(),
+            message: "y".into(),
+            retryable: true,
+            correlation_id: "c".into(),
+        });
+        assert!(channel.subscribe().0.finished.is_some());
+        hub.close(run);
+        assert!(hub.get(run).is_none());
+        assert!(hub.is_empty());
+    }
+}

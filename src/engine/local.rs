@@ -1,0 +1,147 @@
+//! The local engine: runs execute in-process; unfinished runs whose lease lapsed are picked up again.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// What a run does; the chat module implements it.
+pub trait RunExecutor: Send + Sync + 'static {
+    /// Takes the run (lease), executes or resumes it to a terminal state, and releases it. Returns early when
+    /// `cancel` fires (the executor records the cancellation) or when another instance holds the run.
+    fn execute(&self, run: Uuid, cancel: CancellationToken) -> BoxFuture<'static, ()>;
+    /// Unfinished runs that nobody holds (no lease, or a lapsed one): candidates to resume.
+    fn orphaned(&self) -> BoxFuture<'static, anyhow::Result<Vec<Uuid>>>;
+    /// Marks runs this instance holds as free (on shutdown), so another instance can resume them at once.
+    fn release_all(&self) -> BoxFuture<'static, ()>;
+}
+
+/// Executes runs in this process.
+pub struct LocalEngine {
+    executor: Arc<dyn RunExecutor>,
+    running: Mutex<HashMap<Uuid, Running>>,
+}
+
+struct Running {
+    /// Fired by Stop: the executor records a cancellation.
+    cancel: CancellationToken,
+    /// Fired by shutdown: the work is dropped as it is, to be resumed by the next start.
+    abandon: CancellationToken,
+    /// The task, awaited at shutdown so nothing writes after the leases are released.
+    task: Option<JoinHandle<()>>,
+}
+
+impl LocalEngine {
+    /// An engine over `executor`.
+    pub fn new(executor: Arc<dyn RunExecutor>) -> Arc<Self> {
+        Arc::new(Self {
+            executor,
+            running: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Running>> {
+        self.running
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Starts executing `run` unless it already runs here.
+    pub fn start(self: &Arc<Self>, run: Uuid) {
+        let (cancel, abandon) = {
+            let mut running = self.lock();
+            if running.contains_key(&run) {
+                return;
+            }
+            let entry = Running {
+                cancel: CancellationToken::new(),
+                abandon: CancellationToken::new(),
+                task: None,
+            };
+            let tokens = (entry.cancel.clone(), entry.abandon.clone());
+            running.insert(run, entry);
+            tokens
+        };
+        let engine = Arc::clone(self);
+        let task = tokio::spawn(async move {
+            tokio::select! {
+                () = engine.executor.execute(run, cancel) => {}
+                () = abandon.cancelled() => {}
+            }
+            engine.lock().remove(&run);
+        });
+        if let Some(entry) = self.lock().get_mut(&run) {
+            entry.task = Some(task);
+        }
+    }
+
+    /// Asks a run executing here to stop; false when it does not run here.
+    pub fn cancel(&self, run: Uuid) -> bool {
+        match self.lock().get(&run) {
+            Some(running) => {
+                running.cancel.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// True when `run` executes in this process.
+    pub fn is_running(&self, run: Uuid) -> bool {
+        self.lock().contains_key(&run)
+    }
+
+    /// Starts every orphaned run (at start-up, and then periodically).
+    pub async fn resume_orphans(self: &Arc<Self>) {
+        match self.executor.orphaned().await {
+            Ok(runs) => {
+                for run in runs {
+                    tracing::info!(run_id = %run, "resuming an unfinished chat run");
+                    self.start(run);
+                }
+            }
+            Err(err) => tracing::warn!(
+                error = format!("{err:#}"),
+                "cannot look for unfinished runs"
+            ),
+        }
+    }
+
+    /// Resumes orphans now and then every `every`; abort the handle to stop.
+    pub fn spawn_sweeper(self: &Arc<Self>, every: Duration) -> JoinHandle<()> {
+        let engine = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(every);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                engine.resume_orphans().await;
+            }
+        })
+    }
+
+    /// Stops every run here without finishing it, and frees them for the next instance to resume.
+    pub async fn shutdown(&self) {
+        let abandoned: Vec<Running> = self.lock().drain().map(|(_, r)| r).collect();
+        if !abandoned.is_empty() {
+            tracing::info!(
+                runs = abandoned.len(),
+                "leaving unfinished chat runs for the next start"
+            );
+        }
+        // Not `cancel`: that means "the user pressed Stop". Abandoning drops the work where it is.
+        for running in &abandoned {
+            running.abandon.cancel();
+        }
+        for running in abandoned {
+            if let Some(task) = running.task {
+                let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+            }
+        }
+        self.executor.release_all().await;
+    }
+}

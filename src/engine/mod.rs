@@ -1,0 +1,13 @@
+//! Run engines and the stream hub: how a durable run gets executed, and how its events reach subscribers.
+//!
+//! Policy: an engine is generic over what a run does ([`RunExecutor`], implemented by the chat module), so
+//! `engine/` never imports a feature. The local engine runs executors in-process, remembers what it runs so it
+//! can cancel, and sweeps for unfinished runs whose lease has lapsed (a crash, a restart) to resume them. Events
+//! are pushed to subscribers through the [`hub::StreamHub`], never by polling the database; the hub keeps the
+//! reply text so a late or reconnecting subscriber catches up from memory without gaps or repeats.
+
+pub mod hub;
+pub mod local;
+
+pub use hub::{RunChannel, RunEvent, StreamHub};
+pub use local::{LocalEngine, RunExecutor};

@@ -1,0 +1,198 @@
+//! Provider trouble: retries with backoff, failures with Retry, broken streams, Stop, bad analyses, deadlines.
+
+use reqwest::{Method, StatusCode};
+
+use super::{conversation, send, setup};
+use crate::on_both_backends;
+use crate::support::Backend;
+use crate::support::fake_llm::{Analysed, FakeLlm, Streamed, gate, pieces};
+use crate::support::sse::{last, read, read_all, text_of};
+
+async fn a_rate_limited_provider_is_retried_and_the_reply_completes(backend: Backend) {
+    let llm = FakeLlm::start().await;
+    let (_app, alice, companion) = setup(backend, &llm, &[]).await;
+    llm.stream(Streamed::Status(429, Some(0)));
+    llm.stream(Streamed::Status(503, Some(0)));
+    let (_, started) = send(&alice, &companion, "hi").await;
+    let events = read_all(&alice, started["stream_url"].as_str().unwrap()).await;
+    assert_eq!(
+        last(&events, "done").unwrap().data["content"],
+        "Hello, wörld!"
+    );
+    assert_eq!(llm.reply_requests().len(), 3, "two failures, then success");
+}
+
+async fn a_failing_provider_fails_the_run_and_retry_reuses_the_message(backend: Backend) {
+    let llm = FakeLlm::start().await;
+    let (app, alice, companion) = setup(backend, &llm, &[]).await;
+    for _ in 0..3 {
+        llm.stream(Streamed::Status(500, Some(0)));
+    }
+    let (_, started) = send(&alice, &companion, "anyone there?").await;
+    let run = started["run_id"].as_str().unwrap().to_owned();
+    let events = read_all(&alice, started["stream_url"].as_str().unwrap()).await;
+    let error = last(&events, "error").expect("an error event");
+    assert_eq!(error.data["code"], "llm_unavailable");
+    assert_eq!(error.data["retryable"], true);
+    assert!(error.data["correlation_id"].as_str().unwrap().len() >= 8);
+    let page = alice.page(&format!("/companions/{companion}/chat")).await;
+    assert!(
+        page.contains("id=\"run-error\"") && page.contains("Retry"),
+        "the page offers Retry"
+    );
+
+    let (status, retried) = alice
+        .api(Method::POST, &format!("/api/chat/runs/{run}/retry"), None)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{retried}");
+    assert_ne!(retried["run_id"], started["run_id"]);
+    assert_eq!(retried["user_message_id"], started["user_message_id"]);
+    let events = read_all(&alice, retried["stream_url"].as_str().unwrap()).await;
+    assert_eq!(
+        last(&events, "done").unwrap().data["content"],
+        "Hello, wörld!"
+    );
+    assert_eq!(
+        conversation(&alice, &companion).await,
+        vec![
+            ("user".to_owned(), "anyone there?".to_owned()),
+            ("assistant".to_owned(), "Hello, wörld!".to_owned())
+        ],
+        "no duplicate user message"
+    );
+    let (status, _) = alice
+        .api(Method::POST, &format!("/api/chat/runs/{run}/retry"), None)
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "an old run cannot be retried again"
+    );
+    assert!(
+        app.metrics()
+            .await
+            .contains("chat_runs_total{status=\"failed\"}")
+    );
+}
+
+async fn a_stream_cut_midway_starts_the_reply_again(backend: Backend) {
+    let llm = FakeLlm::start().await;
+    let (_app, alice, companion) = setup(backend, &llm, &[]).await;
+    llm.stream(Streamed::CutAfter(pieces(&["Once", " upon"])));
+    let (_, started) = send(&alice, &companion, "story?").await;
+    let events = read_all(&alice, started["stream_url"].as_str().unwrap()).await;
+    assert_eq!(text_of(&events), "Hello, wörld!");
+    assert_eq!(
+        last(&events, "done").unwrap().data["content"],
+        "Hello, wörld!"
+    );
+    assert_eq!(conversation(&alice, &companion).await.len(), 2);
+}
+
+async fn stop_keeps_what_was_written(backend: Backend) {
+    let llm = FakeLlm::start().await;
+    let (_app, alice, companion) = setup(backend, &llm, &[]).await;
+    let hold = gate();
+    llm.stream(Streamed::Paused {
+        before: pieces(&["I was", " saying"]),
+        gate: hold,
+        after: pieces(&[" more"]),
+    });
+    let (_, started) = send(&alice, &companion, "talk").await;
+    let run = started["run_id"].as_str().unwrap().to_owned();
+    let url = started["stream_url"].as_str().unwrap().to_owned();
+    let first = read(&alice, &url, None, |events| {
+        text_of(events) == "I was saying"
+    })
+    .await;
+    assert_eq!(text_of(&first), "I was saying");
+    let (status, _) = alice
+        .api(Method::POST, &format!("/api/chat/runs/{run}/cancel"), None)
+        .await;
+    assert!(status.is_success());
+    let events = read_all(&alice, &url).await;
+    assert_eq!(
+        last(&events, "done").unwrap().data["content"],
+        "I was saying"
+    );
+    assert_eq!(conversation(&alice, &companion).await[1].1, "I was saying");
+    let (status, body) = alice
+        .api(Method::POST, &format!("/api/chat/runs/{run}/cancel"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "cancelling twice is harmless");
+    assert_eq!(body["status"], "cancelled");
+    let (status, _) = send(&alice, &companion, "next").await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+}
+
+async fn an_unusable_analysis_keeps_the_state(backend: Backend) {
+    let llm = FakeLlm::start().await;
+    let (_app, alice, companion) = setup(backend, &llm, &[]).await;
+    llm.analyse(Analysed::Content(
+        "I think she is happy? No JSON for you.".into(),
+    ));
+    let (_, started) = send(&alice, &companion, "hi").await;
+    let events = read_all(&alice, started["stream_url"].as_str().unwrap()).await;
+    assert!(last(&events, "done").is_some(), "the run still completes");
+    assert!(last(&events, "state").is_none());
+    let (_, json) = alice
+        .api(
+            Method::GET,
+            &format!("/api/v1/companions/{companion}"),
+            None,
+        )
+        .await;
+    assert_eq!(json["live_state"]["location"], "living room");
+
+    llm.analyse(Analysed::Status(500));
+    llm.analyse(Analysed::Status(500));
+    llm.analyse(Analysed::Status(500));
+    let (_, started) = send(&alice, &companion, "again").await;
+    let events = read_all(&alice, started["stream_url"].as_str().unwrap()).await;
+    assert!(last(&events, "done").is_some());
+    let (_, json) = alice
+        .api(
+            Method::GET,
+            &format!("/api/v1/companions/{companion}"),
+            None,
+        )
+        .await;
+    assert_eq!(json["live_state"]["location"], "living room");
+}
+
+async fn a_run_that_hangs_ends_at_its_deadline(backend: Backend) {
+    let llm = FakeLlm::start().await;
+    let (_app, alice, companion) = setup(
+        backend,
+        &llm,
+        &[("RUN_DEADLINE_SECS", "10"), ("LLM_TIMEOUT_SECS", "60")],
+    )
+    .await;
+    llm.stream(Streamed::Hang);
+    let (_, started) = send(&alice, &companion, "hello?").await;
+    let events = read_all(&alice, started["stream_url"].as_str().unwrap()).await;
+    let error = last(&events, "error").expect("the run ended");
+    assert_eq!(error.data["code"], "deadline_exceeded");
+    assert_eq!(error.data["retryable"], true);
+}
+
+async fn without_a_model_sending_answers_503(backend: Backend) {
+    let app = crate::support::TestApp::spawn(backend).await;
+    let alice = app.signed_in("alice").await;
+    let companion = alice
+        .create_companion(serde_json::json!({"name": "Mira", "age": 26}))
+        .await;
+    let (status, body) = send(&alice, companion["id"].as_str().unwrap(), "hi").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["error"]["code"], "llm_not_configured");
+}
+
+on_both_backends!(
+    a_rate_limited_provider_is_retried_and_the_reply_completes,
+    a_failing_provider_fails_the_run_and_retry_reuses_the_message,
+    a_stream_cut_midway_starts_the_reply_again,
+    stop_keeps_what_was_written,
+    an_unusable_analysis_keeps_the_state,
+    a_run_that_hangs_ends_at_its_deadline,
+    without_a_model_sending_answers_503,
+);

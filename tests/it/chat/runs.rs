@@ -1,0 +1,218 @@
+//! A run from send to stored reply: streaming, analysis, the prompt, idempotency, one run at a time.
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use super::{conversation, send, setup};
+use crate::on_both_backends;
+use crate::support::Backend;
+use crate::support::fake_llm::{FakeLlm, Streamed, gate, pieces};
+use crate::support::sse::{last, read_all, text_of};
+
+async fn a_run_streams_the_reply_updates_the_state_and_stores_it_once(backend: Backend) {
+    let llm = FakeLlm::start().await;
+    let (app, alice, companion) = setup(backend, &llm, &[]).await;
+    let response = alice
+        .client
+        .post(alice.url(&format!("/api/v1/companions/{companion}/messages")))
+        .header("x-csrf-token", alice.csrf_token("/settings").await)
+        .header("x-correlation-id", "send-trace-0001")
+        .json(&json!({"content": "What are you cooking?", "generate_image": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let started: serde_json::Value = response.json().await.unwrap();
+    let stream_url = started["stream_url"].as_str().unwrap().to_owned();
+    assert_eq!(
+        stream_url,
+        format!("/api/chat/stream/{}", started["run_id"].as_str().unwrap())
+    );
+
+    let events = read_all(&alice, &stream_url).await;
+    assert_eq!(text_of(&events), "Hello, wörld!");
+    let tokens: Vec<_> = events.iter().filter(|e| e.event == "token").collect();
+    assert!(tokens.len() >= 2, "token by token: {events:?}");
+    let last_token = tokens.last().unwrap();
+    assert_eq!(
+        last_token.id,
+        "Hello, wörld!".len().to_string(),
+        "ids are byte offsets"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e.event == "progress" && e.data["status"] == "responding")
+    );
+    let state = last(&events, "state").expect("a state event");
+    assert_eq!(state.data["location"], "kitchen");
+    let done = last(&events, "done").expect("done");
+    assert_eq!(done.data["content"], "Hello, wörld!");
+
+    assert_eq!(
+        conversation(&alice, &companion).await,
+        vec![
+            ("user".to_owned(), "What are you cooking?".to_owned()),
+            ("assistant".to_owned(), "Hello, wörld!".to_owned())
+        ]
+    );
+    let (_, companion_json) = alice
+        .api(
+            Method::GET,
+            &format!("/api/v1/companions/{companion}"),
+            None,
+        )
+        .await;
+    assert_eq!(companion_json["live_state"]["location"], "kitchen");
+    assert_eq!(companion_json["live_state"]["action"], "stirring a pot");
+    assert_eq!(companion_json["live_state"]["user_present"], true);
+    assert_eq!(
+        companion_json["live_state"]["outfit"][0]["description"],
+        "red apron"
+    );
+
+    // What the model was sent.
+    let replies = llm.reply_requests();
+    assert_eq!(replies.len(), 1);
+    let (headers, body) = &replies[0];
+    assert_eq!(headers["authorization"], "Bearer sk-fake-key");
+    assert_eq!(headers["x-correlation-id"], "send-trace-0001");
+    assert_eq!(body["model"], "fake-model");
+    let messages = body["messages"].as_array().unwrap();
+    assert_eq!(messages[0]["role"], "system");
+    assert!(
+        messages[0]["content"]
+            .as_str()
+            .unwrap()
+            .contains("You are Mira")
+    );
+    assert!(
+        messages[0]["content"]
+            .as_str()
+            .unwrap()
+            .contains("You are talking with alice.")
+    );
+    let mentions = messages
+        .iter()
+        .filter(|m| m["content"] == "What are you cooking?")
+        .count();
+    assert_eq!(mentions, 1, "the user message appears exactly once");
+    assert_eq!(messages.last().unwrap()["content"], "What are you cooking?");
+
+    // The finished run replays its text and done.
+    let replay = read_all(&alice, &stream_url).await;
+    assert_eq!(text_of(&replay), "Hello, wörld!");
+    assert!(last(&replay, "done").is_some());
+    assert!(last(&replay, "state").is_some());
+
+    // Metrics were recorded.
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains("chat_runs_total{status=\"completed\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("llm_time_to_first_token_seconds"));
+    assert!(metrics.contains("llm_tokens_streamed_total"));
+}
+
+async fn the_second_message_sees_the_first_exchange_as_history(backend: Backend) {
+    let llm = FakeLlm::start().await;
+    let (_app, alice, companion) = setup(backend, &llm, &[]).await;
+    let (_, first) = send(&alice, &companion, "Hi Mira").await;
+    read_all(&alice, first["stream_url"].as_str().unwrap()).await;
+    let (_, second) = send(&alice, &companion, "And now?").await;
+    read_all(&alice, second["stream_url"].as_str().unwrap()).await;
+    let (_, body) = llm.reply_requests().pop().unwrap();
+    let contents: Vec<&str> = body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .skip(1)
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(contents, vec!["Hi Mira", "Hello, wörld!", "And now?"]);
+}
+
+async fn a_repeated_send_with_the_same_key_is_the_same_run(backend: Backend) {
+    let llm = FakeLlm::start().await;
+    let (_app, alice, companion) = setup(backend, &llm, &[]).await;
+    let hold = gate();
+    llm.stream(Streamed::Paused {
+        before: pieces(&["Hi"]),
+        gate: hold.clone(),
+        after: pieces(&["!"]),
+    });
+    let body = json!({"content": "Hello?", "generate_image": false, "client_request_id": "req-42"});
+    let path = format!("/api/v1/companions/{companion}/messages");
+    let (first_status, first) = alice.api(Method::POST, &path, Some(body.clone())).await;
+    let (second_status, second) = alice.api(Method::POST, &path, Some(body)).await;
+    assert_eq!(first_status, StatusCode::ACCEPTED);
+    assert_eq!(second_status, StatusCode::ACCEPTED);
+    assert_eq!(first["run_id"], second["run_id"]);
+    assert_eq!(first["user_message_id"], second["user_message_id"]);
+    hold.add_permits(1);
+    read_all(&alice, first["stream_url"].as_str().unwrap()).await;
+    let users = conversation(&alice, &companion)
+        .await
+        .into_iter()
+        .filter(|(r, _)| r == "user")
+        .count();
+    assert_eq!(users, 1, "one user message");
+}
+
+async fn a_second_send_while_replying_is_refused(backend: Backend) {
+    let llm = FakeLlm::start().await;
+    let (_app, alice, companion) = setup(backend, &llm, &[]).await;
+    let hold = gate();
+    llm.stream(Streamed::Paused {
+        before: pieces(&["One"]),
+        gate: hold.clone(),
+        after: pieces(&[" two"]),
+    });
+    let (_, first) = send(&alice, &companion, "first").await;
+    let (status, body) = send(&alice, &companion, "second").await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(body["error"]["code"], "conflict");
+    hold.add_permits(1);
+    let events = read_all(&alice, first["stream_url"].as_str().unwrap()).await;
+    assert_eq!(text_of(&events), "One two");
+    assert_eq!(
+        conversation(&alice, &companion).await.len(),
+        2,
+        "the refused message was not stored"
+    );
+    let (status, _) = send(&alice, &companion, "second").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "free again after the reply");
+}
+
+async fn two_subscribers_see_the_same_text(backend: Backend) {
+    let llm = FakeLlm::start().await;
+    let (_app, alice, companion) = setup(backend, &llm, &[]).await;
+    let hold = gate();
+    llm.stream(Streamed::Paused {
+        before: pieces(&["A", "B"]),
+        gate: hold.clone(),
+        after: pieces(&["C", "D"]),
+    });
+    let (_, started) = send(&alice, &companion, "go").await;
+    let url = started["stream_url"].as_str().unwrap().to_owned();
+    let (a, b) = {
+        let first = read_all(&alice, &url);
+        let second = read_all(&alice, &url);
+        let release = async {
+            hold.add_permits(1);
+        };
+        let (a, b, ()) = tokio::join!(first, second, release);
+        (a, b)
+    };
+    assert_eq!(text_of(&a), "ABCD");
+    assert_eq!(text_of(&b), "ABCD");
+}
+
+on_both_backends!(
+    a_run_streams_the_reply_updates_the_state_and_stores_it_once,
+    the_second_message_sees_the_first_exchange_as_history,
+    a_repeated_send_with_the_same_key_is_the_same_run,
+    a_second_send_while_replying_is_refused,
+    two_subscribers_see_the_same_text,
+);

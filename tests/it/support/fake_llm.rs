@@ -1,0 +1,258 @@
+//! A fake OpenAI-compatible server: `/v1/chat/completions` streaming real SSE chunks, and `/v1/models`.
+//!
+//! Tests script what each call answers (stream tokens, pause at a gate, cut the connection, fail with a status)
+//! and read back every request the app sent.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+
+use super::fake_http::FakeServer;
+
+/// What one streamed call does.
+#[derive(Clone)]
+pub enum Streamed {
+    /// Send these pieces, then `[DONE]`.
+    Tokens(Vec<String>),
+    /// Send `before`, wait until the gate gets a permit, then send `after` and `[DONE]`.
+    Paused {
+        before: Vec<String>,
+        gate: Arc<Semaphore>,
+        after: Vec<String>,
+    },
+    /// Send these pieces, then break the connection.
+    CutAfter(Vec<String>),
+    /// Answer this status (with `Retry-After` seconds when given).
+    Status(u16, Option<u64>),
+    /// Never answer.
+    Hang,
+}
+
+/// The analysis answer of a non-streamed call.
+#[derive(Clone)]
+pub enum Analysed {
+    /// `choices[0].message.content`.
+    Content(String),
+    /// An HTTP status.
+    Status(u16),
+}
+
+#[derive(Default)]
+struct Script {
+    streamed: VecDeque<Streamed>,
+    analysed: VecDeque<Analysed>,
+    requests: Vec<(HeaderMap, Value)>,
+}
+
+/// The fake and its script.
+#[derive(Clone)]
+pub struct FakeLlm {
+    script: Arc<Mutex<Script>>,
+    server: Arc<FakeServer>,
+}
+
+/// The reply a stream sends when nothing else is scripted.
+pub const DEFAULT_REPLY: [&str; 4] = ["Hello", ", ", "wörld", "!"];
+
+/// The analysis answer when nothing else is scripted.
+pub fn default_analysis() -> String {
+    json!({
+        "outfit": [{"category": "top", "item": "red apron"}, {"category": "bottom", "item": "blue jeans"}],
+        "location": "kitchen",
+        "action": "stirring a pot",
+        "expression": "happy",
+        "lighting": "warm lamp light",
+        "visual_tags": ["apron", "steam"],
+        "is_user_present": true
+    })
+    .to_string()
+}
+
+fn chunk(text: &str) -> Bytes {
+    let data = json!({"id": "c", "object": "chat.completion.chunk",
+        "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": null}]});
+    Bytes::from(format!("data: {data}\n\n"))
+}
+
+fn done() -> Bytes {
+    Bytes::from_static(b"data: [DONE]\n\n")
+}
+
+async fn completions(
+    State(script): State<Arc<Mutex<Script>>>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    let streamed = body["stream"].as_bool().unwrap_or(false);
+    let (reply, analysed) = {
+        let mut script = script.lock().unwrap();
+        script.requests.push((headers, body));
+        if streamed {
+            (
+                Some(script.streamed.pop_front().unwrap_or_else(|| {
+                    Streamed::Tokens(DEFAULT_REPLY.iter().map(|s| (*s).to_owned()).collect())
+                })),
+                None,
+            )
+        } else {
+            (
+                None,
+                Some(
+                    script
+                        .analysed
+                        .pop_front()
+                        .unwrap_or_else(|| Analysed::Content(default_analysis())),
+                ),
+            )
+        }
+    };
+    if let Some(analysed) = analysed {
+        return match analysed {
+            Analysed::Content(content) => Json(json!({
+                "id": "a", "object": "chat.completion",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}]
+            }))
+            .into_response(),
+            Analysed::Status(status) => StatusCode::from_u16(status).unwrap().into_response(),
+        };
+    }
+    let sse = |stream: Body| {
+        Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(stream)
+            .unwrap()
+    };
+    match reply.unwrap() {
+        Streamed::Tokens(tokens) => {
+            let pieces: Vec<Result<Bytes, Infallible>> = tokens
+                .iter()
+                .map(|t| Ok(chunk(t)))
+                .chain([Ok(done())])
+                .collect();
+            sse(Body::from_stream(futures_util::stream::iter(pieces)))
+        }
+        Streamed::Paused {
+            before,
+            gate,
+            after,
+        } => {
+            let stream = async_stream(before, gate, after);
+            sse(Body::from_stream(stream))
+        }
+        Streamed::CutAfter(tokens) => {
+            let pieces = tokens
+                .into_iter()
+                .map(|t| Ok::<_, std::io::Error>(chunk(&t)))
+                .chain([Err(std::io::Error::other("connection cut"))]);
+            sse(Body::from_stream(futures_util::stream::iter(pieces)))
+        }
+        Streamed::Status(status, retry_after) => {
+            let mut response = (StatusCode::from_u16(status).unwrap(), "try later").into_response();
+            if let Some(seconds) = retry_after {
+                response
+                    .headers_mut()
+                    .insert("retry-after", seconds.to_string().parse().unwrap());
+            }
+            response
+        }
+        Streamed::Hang => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            StatusCode::GATEWAY_TIMEOUT.into_response()
+        }
+    }
+}
+
+fn async_stream(
+    before: Vec<String>,
+    gate: Arc<Semaphore>,
+    after: Vec<String>,
+) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> {
+    let first = futures_util::stream::iter(before.into_iter().map(|t| Ok(chunk(&t))));
+    let rest = futures_util::stream::once(async move {
+        let permit = gate.acquire().await;
+        if let Ok(permit) = permit {
+            permit.forget();
+        }
+        let mut bytes = Vec::new();
+        for piece in after {
+            bytes.extend_from_slice(&chunk(&piece));
+        }
+        bytes.extend_from_slice(&done());
+        Ok(Bytes::from(bytes))
+    });
+    futures_util::StreamExt::chain(first, rest)
+}
+
+impl FakeLlm {
+    pub async fn start() -> Self {
+        let script = Arc::new(Mutex::new(Script::default()));
+        let router = Router::new()
+            .route("/v1/chat/completions", post(completions))
+            .route(
+                "/v1/models",
+                get(|| async { Json(json!({"object": "list", "data": [{"id": "fake-model"}]})) }),
+            )
+            .with_state(script.clone());
+        let server = FakeServer::start(router).await;
+        Self {
+            script,
+            server: Arc::new(server),
+        }
+    }
+
+    /// `LLM_BASE_URL`.
+    pub fn base_url(&self) -> String {
+        self.server.url("/v1")
+    }
+
+    /// Environment for a `TestApp` that talks to this fake.
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![
+            ("LLM_BASE_URL".into(), self.base_url()),
+            ("LLM_MODEL".into(), "fake-model".into()),
+            ("LLM_API_KEY".into(), "sk-fake-key".into()),
+            ("RATE_LIMIT_CHAT".into(), "off".into()),
+        ]
+    }
+
+    pub fn stream(&self, reply: Streamed) {
+        self.script.lock().unwrap().streamed.push_back(reply);
+    }
+
+    pub fn analyse(&self, answer: Analysed) {
+        self.script.lock().unwrap().analysed.push_back(answer);
+    }
+
+    /// Every request so far: headers and JSON body.
+    pub fn requests(&self) -> Vec<(HeaderMap, Value)> {
+        self.script.lock().unwrap().requests.clone()
+    }
+
+    /// The streamed (reply) requests so far.
+    pub fn reply_requests(&self) -> Vec<(HeaderMap, Value)> {
+        self.requests()
+            .into_iter()
+            .filter(|(_, body)| body["stream"] == true)
+            .collect()
+    }
+}
+
+/// A gate that holds a paused stream until a test opens it.
+pub fn gate() -> Arc<Semaphore> {
+    Arc::new(Semaphore::new(0))
+}
+
+/// Pieces as owned strings.
+pub fn pieces(parts: &[&str]) -> Vec<String> {
+    parts.iter().map(|p| (*p).to_owned()).collect()
+}
