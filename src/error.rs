@@ -36,9 +36,14 @@ pub enum AppError {
     /// 404: missing, or somebody else's (never tell which).
     #[error("not found")]
     NotFound,
-    /// 409: conflicts with the current state (e.g. a run is already in progress).
-    #[error("conflict: {0}")]
-    Conflict(String),
+    /// 409: conflicts with the current state, with a stable code (e.g. `run_active`).
+    #[error("conflict ({code}): {message}")]
+    Conflict {
+        /// Stable snake_case code.
+        code: &'static str,
+        /// Human-readable explanation.
+        message: String,
+    },
     /// 413: the body is over the limit.
     #[error("payload too large: {0}")]
     PayloadTooLarge(String),
@@ -177,8 +182,8 @@ impl AppError {
                 ErrorReport::new(StatusCode::FORBIDDEN, code, message.clone())
             }
             Self::NotFound => ErrorReport::for_status(StatusCode::NOT_FOUND),
-            Self::Conflict(message) => {
-                ErrorReport::new(StatusCode::CONFLICT, "conflict", message.clone())
+            Self::Conflict { code, message } => {
+                ErrorReport::new(StatusCode::CONFLICT, code, message.clone())
             }
             Self::PayloadTooLarge(message) => ErrorReport::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -246,7 +251,14 @@ mod tests {
                 "csrf_failed",
             ),
             (AppError::NotFound, 404, "not_found"),
-            (AppError::Conflict("x".into()), 409, "conflict"),
+            (
+                AppError::Conflict {
+                    code: "run_active",
+                    message: "x".into(),
+                },
+                409,
+                "run_active",
+            ),
             (
                 AppError::PayloadTooLarge("x".into()),
                 413,

@@ -24,6 +24,8 @@ CREATE TABLE chat_runs (
     step                  TEXT NOT NULL,
     progress              INTEGER NOT NULL,
     partial_text          TEXT NOT NULL,
+    -- Which version of the reply text the byte offsets refer to: '' for the first, bumped by every reset.
+    text_epoch            TEXT NOT NULL DEFAULT '',
     state_after           TEXT,
     error_code            TEXT,
     error_message         TEXT,

@@ -133,10 +133,24 @@ pub(super) async fn start(state: &AppState, new: NewRun<'_>) -> Result<RunRow, A
             Ok(run)
         }
         Err(StartError::Duplicate(run)) => Ok(*run),
-        Err(StartError::Active) => Err(AppError::Conflict(
-            "A reply is still being written. Wait for it, or press Stop.".into(),
-        )),
+        Err(StartError::Active) => Err(run_active()),
         Err(StartError::Database(err)) => Err(err.into()),
+    }
+}
+
+/// 409 `run_active`: another reply of this companion is unfinished.
+fn run_active() -> AppError {
+    AppError::Conflict {
+        code: "run_active",
+        message: "A reply is still being written. Wait for it, or press Stop.".into(),
+    }
+}
+
+/// 409 `conflict` with a message.
+fn conflict(message: &str) -> AppError {
+    AppError::Conflict {
+        code: "conflict",
+        message: message.to_owned(),
     }
 }
 
@@ -208,10 +222,10 @@ async fn send_message(
     .await;
     let run = match (started, key) {
         // Two identical sends at once: the loser meets the winner's run as "the unfinished one".
-        (Err(AppError::Conflict(message)), Some(key)) => {
+        (Err(AppError::Conflict { .. }), Some(key)) => {
             store::find_run_by_request(&state.db, current.user.id, key)
                 .await?
-                .ok_or(AppError::Conflict(message))?
+                .ok_or_else(run_active)?
         }
         (started, _) => started?,
     };
@@ -260,14 +274,10 @@ async fn regenerate_reply(
         .ok_or(AppError::NotFound)?;
     let recent = store::messages(&state.db, companion.id, None, 2).await?;
     let (Some(last), Some(asked)) = (recent.first(), recent.get(1)) else {
-        return Err(AppError::Conflict(
-            "There is no reply to regenerate yet.".into(),
-        ));
+        return Err(conflict("There is no reply to regenerate yet."));
     };
     if last.role != "assistant" || asked.role != "user" {
-        return Err(AppError::Conflict(
-            "Only the last reply can be regenerated.".into(),
-        ));
+        return Err(conflict("Only the last reply can be regenerated."));
     }
     may_chat(&state, &current).await?;
     let run = start(
@@ -316,9 +326,7 @@ async fn edit_message(
         .await?
         .is_some()
     {
-        return Err(AppError::Conflict(
-            "Wait for the reply being written, or press Stop.".into(),
-        ));
+        return Err(run_active());
     }
     may_chat(&state, &current).await?;
     store::rewrite_from(&state.db, companion, &message, &content).await?;
@@ -354,9 +362,7 @@ async fn delete_message(
         .await?
         .is_some()
     {
-        return Err(AppError::Conflict(
-            "Wait for the reply being written, or press Stop.".into(),
-        ));
+        return Err(run_active());
     }
     if !store::delete_message(&state.db, companion, id).await? {
         return Err(AppError::NotFound);
@@ -399,15 +405,11 @@ async fn retry_run(
     let retryable =
         run.status == "failed" || (run.status == "cancelled" && run.assistant_message_id.is_none());
     if !retryable {
-        return Err(AppError::Conflict(
-            "Only a failed or stopped reply can be retried.".into(),
-        ));
+        return Err(conflict("Only a failed or stopped reply can be retried."));
     }
     let latest = store::latest_run(&state.db, run.companion_id).await?;
     if latest.as_ref().map(|r| r.id) != Some(run.id) {
-        return Err(AppError::Conflict(
-            "Only the latest reply can be retried.".into(),
-        ));
+        return Err(conflict("Only the latest reply can be retried."));
     }
     may_chat(&state, &current).await?;
     let retry = start(

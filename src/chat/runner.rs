@@ -235,11 +235,16 @@ impl ChatExecutor {
         let profile = &companion.profile.0;
 
         let reply = if matches!(run.status.as_str(), "queued" | "responding") {
-            if !run.partial_text.is_empty() {
-                // A reply interrupted by a restart is written again from the start.
-                channel.seed_text(&run.partial_text);
-                channel.reset("The reply is being written again after an interruption.");
-                store::save_partial(&self.db, run.id, "").await?;
+            channel.seed_text(&run.partial_text, &run.text_epoch);
+            if run.attempts > 1 || !run.partial_text.is_empty() {
+                // The reply is written again from the start, as a new version of the text: offsets a
+                // client got from an earlier execution (in any process) no longer match.
+                let epoch = format!("{}.0", run.attempts);
+                store::start_text_epoch(&self.db, run.id, &epoch).await?;
+                channel.reset(
+                    "The reply is being written again after an interruption.",
+                    &epoch,
+                );
             }
             let history: Vec<prompt::Turn> =
                 store::history_before(&self.db, run.companion_id, user_message.id, HISTORY_LIMIT)
@@ -274,7 +279,7 @@ impl ChatExecutor {
             reply
         } else {
             // The reply was complete before an interruption; subscribers catch up from it.
-            channel.seed_text(&run.partial_text);
+            channel.seed_text(&run.partial_text, &run.text_epoch);
             run.partial_text.clone()
         };
         if cancel.is_cancelled() {
@@ -393,8 +398,12 @@ impl ChatExecutor {
                 }
                 Err(LlmError::StreamBroken { .. }) if attempt == 1 => {
                     tracing::warn!(run_id = %run.id, "reply stream broke; writing the reply again");
-                    channel.reset("The connection to the model broke; the reply starts again.");
-                    store::save_partial(&self.db, run.id, "").await?;
+                    let epoch = format!("{}.{attempt}", run.attempts);
+                    store::start_text_epoch(&self.db, run.id, &epoch).await?;
+                    channel.reset(
+                        "The connection to the model broke; the reply starts again.",
+                        &epoch,
+                    );
                 }
                 Err(err) => return Err(err.into()),
             }

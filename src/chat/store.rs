@@ -51,6 +51,8 @@ pub struct RunRow {
     pub progress: i32,
     /// The reply text so far (persisted at least every 250 ms while it grows).
     pub partial_text: String,
+    /// Which version of the text offsets refer to: empty for the first, new after every reset.
+    pub text_epoch: String,
     /// The live state after the analysis, for replaying the `state` event.
     pub state_after: Option<Json<serde_json::Value>>,
     /// Error code of a failed or cancelled run.
@@ -77,7 +79,7 @@ impl RunRow {
 }
 
 const RUN_COLUMNS: &str = "id, companion_id, user_id, user_message_id, replaces_message_id, \
-     assistant_message_id, generate_image, status, step, progress, partial_text, state_after, error_code, \
+     assistant_message_id, generate_image, status, step, progress, partial_text, text_epoch, state_after, error_code, \
      error_message, retryable, attempts, correlation_id, deadline_at, created_at";
 
 const MESSAGE_COLUMNS: &str = "id, role, content, image_id, created_at, edited_at";
@@ -311,6 +313,19 @@ pub async fn save_partial(db: &Db, run: Uuid, text: &str) -> Result<(), sqlx::Er
         "UPDATE chat_runs SET partial_text = $1, updated_at = $2 WHERE id = $3",
     )
     .bind(text)
+    .bind(Timestamp::now())
+    .bind(run)
+    .execute(pool)
+    .await
+    .map(|_| ()))
+}
+
+/// Starts a new version of the reply text (after a reset): empty text, new epoch.
+pub async fn start_text_epoch(db: &Db, run: Uuid, epoch: &str) -> Result<(), sqlx::Error> {
+    db_dispatch!(db, pool => sqlx::query(
+        "UPDATE chat_runs SET partial_text = '', text_epoch = $1, updated_at = $2 WHERE id = $3",
+    )
+    .bind(epoch)
     .bind(Timestamp::now())
     .bind(run)
     .execute(pool)

@@ -2,9 +2,11 @@
 //!
 //! The first events catch the subscriber up (progress, the reply text after `Last-Event-ID` / `?after=`, the
 //! state); then events are pushed as they happen. Token ids are byte offsets of the reply after the token, so a
-//! reconnect continues exactly where it stopped. An offset that is garbage, beyond the end or inside a
-//! character gets a `reset` and the whole text instead of an error. A finished run replays its text and its
-//! `done` or `error`. The server closes the stream after `done` or `error`.
+//! reconnect continues exactly where it stopped. When a step restarted (a `reset`), the text is a new version
+//! and ids carry it after an `@` (`12@2.1`), so an offset into an older version is never mistaken for one into
+//! the new text. An offset that is garbage, of another version, beyond the end or inside a character gets a
+//! `reset` and the whole text instead of an error. A finished run replays its text and its `done` or
+//! `error`. The server closes the stream after `done` or `error`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -43,11 +45,18 @@ fn resume_point(headers: &HeaderMap, query: &StreamQuery) -> Option<String> {
         .or_else(|| query.after.clone())
 }
 
-/// What a client holding `after` needs of `text`: whether to start over, and the text to send (pure).
-pub fn catch_up_plan<'a>(text: &'a str, after: Option<&str>) -> (bool, &'a str) {
+/// What a client holding `after` needs of `text` (version `epoch`): whether to start over, and the text to
+/// send (pure).
+pub fn catch_up_plan<'a>(text: &'a str, epoch: &str, after: Option<&str>) -> (bool, &'a str) {
     let offset = match after.map(str::trim) {
         None | Some("") => Some(0),
-        Some(raw) => raw.parse::<usize>().ok(),
+        Some(raw) => {
+            let (offset, their_epoch) = raw.split_once('@').unwrap_or((raw, ""));
+            offset
+                .parse::<usize>()
+                .ok()
+                .filter(|_| their_epoch == epoch)
+        }
     };
     match offset {
         Some(n) if n <= text.len() && text.is_char_boundary(n) => (false, &text[n..]),
@@ -56,22 +65,31 @@ pub fn catch_up_plan<'a>(text: &'a str, after: Option<&str>) -> (bool, &'a str) 
 }
 
 /// The events that bring a client holding `after` up to `text`.
-fn catch_up(text: &str, after: Option<&str>) -> Vec<Event> {
-    let (start_over, piece) = catch_up_plan(text, after);
+fn catch_up(text: &str, epoch: &str, after: Option<&str>) -> Vec<Event> {
+    let (start_over, piece) = catch_up_plan(text, epoch, after);
     let mut events = Vec::new();
     if start_over {
         events.push(reset("resuming from the start"));
     }
     if !piece.is_empty() {
-        events.push(token(piece, text.len()));
+        events.push(token(piece, text.len(), epoch));
     }
     events
 }
 
-fn token(text: &str, end: usize) -> Event {
+/// `12` for the first version of the text, `12@2.1` for later ones.
+fn event_id(end: usize, epoch: &str) -> String {
+    if epoch.is_empty() {
+        end.to_string()
+    } else {
+        format!("{end}@{epoch}")
+    }
+}
+
+fn token(text: &str, end: usize, epoch: &str) -> Event {
     Event::default()
         .event("token")
-        .id(end.to_string())
+        .id(event_id(end, epoch))
         .data(json!({ "text": text }).to_string())
 }
 
@@ -91,8 +109,8 @@ fn event(event: &RunEvent) -> Event {
         } => Event::default()
             .event("progress")
             .data(json!({ "status": status, "step": step, "progress": progress }).to_string()),
-        RunEvent::Token { text, end } => token(text, *end),
-        RunEvent::Reset { reason } => reset(reason),
+        RunEvent::Token { text, end, epoch } => token(text, *end, epoch),
+        RunEvent::Reset { reason, .. } => reset(reason),
         RunEvent::State(state) => Event::default().event("state").data(state.to_string()),
         RunEvent::Image(image) => Event::default().event("image").data(image.to_string()),
         RunEvent::Done {
@@ -156,7 +174,7 @@ async fn next_events(mut live: Live) -> Option<(Vec<Event>, Live)> {
     }
     loop {
         match live.receiver.recv().await {
-            Ok(RunEvent::Token { text, end }) => {
+            Ok(RunEvent::Token { text, end, epoch }) => {
                 if end <= live.sent {
                     continue;
                 }
@@ -167,9 +185,9 @@ async fn next_events(mut live: Live) -> Option<(Vec<Event>, Live)> {
                     text
                 };
                 live.sent = end;
-                return Some((vec![token(&piece, end)], live));
+                return Some((vec![token(&piece, end, &epoch)], live));
             }
-            Ok(RunEvent::Reset { reason }) => {
+            Ok(RunEvent::Reset { reason, .. }) => {
                 live.sent = 0;
                 return Some((vec![reset(&reason)], live));
             }
@@ -178,11 +196,12 @@ async fn next_events(mut live: Live) -> Option<(Vec<Event>, Live)> {
                 return Some((vec![event(&other)], live));
             }
             Err(broadcast::error::RecvError::Lagged(_)) => {
-                let text = live.channel.text();
-                live.sent = text.len();
+                let (snapshot, receiver) = live.channel.subscribe();
+                live.receiver = receiver;
+                live.sent = snapshot.text.len();
                 let mut events = vec![reset("catching up")];
-                if !text.is_empty() {
-                    events.push(token(&text, text.len()));
+                if !snapshot.text.is_empty() {
+                    events.push(token(&snapshot.text, snapshot.text.len(), &snapshot.epoch));
                 }
                 return Some((events, live));
             }
@@ -223,7 +242,7 @@ pub(super) async fn stream_run(
                 Some(progress) => event(progress),
                 None => progress_of(&run),
             }];
-            first.extend(catch_up(&snapshot.text, after.as_deref()));
+            first.extend(catch_up(&snapshot.text, &snapshot.epoch, after.as_deref()));
             if let Some(state_event) = &snapshot.state {
                 first.push(event(state_event));
             }
@@ -254,7 +273,7 @@ pub(super) async fn stream_run(
                 Some(RunEvent::Done { ref content, .. }) => content.clone(),
                 _ => run.partial_text.clone(),
             };
-            events.extend(catch_up(&text, after.as_deref()));
+            events.extend(catch_up(&text, &run.text_epoch, after.as_deref()));
             if let Some(state_after) = &run.state_after {
                 events.push(event(&RunEvent::State(state_after.0.clone())));
             }
@@ -282,27 +301,37 @@ mod tests {
     #[test]
     fn a_valid_offset_resumes_exactly() {
         let text = "Hello, wörld";
-        assert_eq!(catch_up_plan(text, Some("7")), (false, "wörld"));
-        assert_eq!(
-            catch_up_plan(text, Some(&text.len().to_string())),
-            (false, "")
-        );
-        assert_eq!(catch_up_plan(text, None), (false, text));
-        assert_eq!(catch_up_plan(text, Some(" 0 ")), (false, text));
+        assert_eq!(catch_up_plan(text, "", Some("7")), (false, "wörld"));
+        let end = text.len().to_string();
+        assert_eq!(catch_up_plan(text, "", Some(&end)), (false, ""));
+        assert_eq!(catch_up_plan(text, "", None), (false, text));
+        assert_eq!(catch_up_plan(text, "", Some(" 0 ")), (false, text));
+        assert_eq!(catch_up_plan(text, "2.1", Some("7@2.1")), (false, "wörld"));
     }
 
     #[test]
     fn a_bad_offset_starts_over_with_everything() {
         let text = "Hello, wörld";
         // 9 falls inside the two bytes of "ö".
-        for bad in ["garbage", "999", "9", "-1"] {
-            assert_eq!(catch_up_plan(text, Some(bad)), (true, text), "{bad}");
+        for bad in ["garbage", "999", "9", "-1", "7@1.1"] {
+            assert_eq!(catch_up_plan(text, "", Some(bad)), (true, text), "{bad}");
         }
-        assert_eq!(catch_up(text, Some("9")).len(), 2);
         assert_eq!(
-            catch_up("", Some("5")).len(),
+            catch_up_plan(text, "2.0", Some("7")),
+            (true, text),
+            "an offset into an older version"
+        );
+        assert_eq!(catch_up(text, "", Some("9")).len(), 2);
+        assert_eq!(
+            catch_up("", "", Some("5")).len(),
             1,
             "only the reset when there is no text"
         );
+    }
+
+    #[test]
+    fn ids_carry_the_version_only_after_a_reset() {
+        assert_eq!(event_id(12, ""), "12");
+        assert_eq!(event_id(12, "2.1"), "12@2.1");
     }
 }

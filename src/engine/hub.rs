@@ -22,17 +22,21 @@ pub enum RunEvent {
         /// 0–100.
         progress: u8,
     },
-    /// More reply text; `end` is the byte length of the text after it.
+    /// More reply text; `end` is the byte length of the text after it, in the text version `epoch`.
     Token {
         /// The new text.
         text: String,
         /// Byte offset of the end of this piece.
         end: usize,
+        /// The version of the text (empty for the first; changes with every reset).
+        epoch: String,
     },
-    /// The reply restarts from nothing (a step was retried).
+    /// The reply restarts from nothing (a step was retried); offsets now refer to `epoch`.
     Reset {
         /// Why.
         reason: String,
+        /// The new text version.
+        epoch: String,
     },
     /// The live state after the analysis.
     State(Value),
@@ -72,6 +76,8 @@ impl RunEvent {
 pub struct Snapshot {
     /// The reply text so far.
     pub text: String,
+    /// Its version.
+    pub epoch: String,
     /// The latest progress event, if any.
     pub progress: Option<RunEvent>,
     /// The latest state event, if any.
@@ -83,6 +89,7 @@ pub struct Snapshot {
 #[derive(Debug, Default)]
 struct ChannelState {
     text: String,
+    epoch: String,
     progress: Option<RunEvent>,
     state: Option<RunEvent>,
     finished: Option<RunEvent>,
@@ -117,20 +124,25 @@ impl RunChannel {
         let _ = self.sender.send(RunEvent::Token {
             text: piece.to_owned(),
             end: state.text.len(),
+            epoch: state.epoch.clone(),
         });
     }
 
-    /// Sets the text without telling anyone (a resumed run starts from what was persisted).
-    pub fn seed_text(&self, text: &str) {
-        self.lock().text = text.to_owned();
+    /// Sets the text and its version without telling anyone (a resumed run starts from what was persisted).
+    pub fn seed_text(&self, text: &str, epoch: &str) {
+        let mut state = self.lock();
+        state.text = text.to_owned();
+        state.epoch = epoch.to_owned();
     }
 
-    /// Clears the reply and tells subscribers to do the same.
-    pub fn reset(&self, reason: &str) {
+    /// Clears the reply, starts text version `epoch`, and tells subscribers to start over.
+    pub fn reset(&self, reason: &str, epoch: &str) {
         let mut state = self.lock();
         state.text.clear();
+        state.epoch = epoch.to_owned();
         let _ = self.sender.send(RunEvent::Reset {
             reason: reason.to_owned(),
+            epoch: epoch.to_owned(),
         });
     }
 
@@ -160,6 +172,7 @@ impl RunChannel {
         (
             Snapshot {
                 text: state.text.clone(),
+                epoch: state.epoch.clone(),
                 progress: state.progress.clone(),
                 state: state.state.clone(),
                 finished: state.finished.clone(),
@@ -233,7 +246,8 @@ mod tests {
             receiver.recv().await.unwrap(),
             RunEvent::Token {
                 text: ", world".into(),
-                end: 12
+                end: 12,
+                epoch: String::new(),
             }
         );
         assert_eq!(hub.get(run).unwrap().text(), "Hello, world");
@@ -244,7 +258,7 @@ mod tests {
         let channel = StreamHub::new().open(Uuid::now_v7());
         channel.push_text("abc");
         let (_, mut receiver) = channel.subscribe();
-        channel.reset("retrying");
+        channel.reset("retrying", "1.1");
         assert!(matches!(
             receiver.recv().await.unwrap(),
             RunEvent::Reset { .. }

@@ -66,6 +66,29 @@ fn describe() {
         "periodic_job_runs_total",
         "Periodic job runs on this instance, by job and outcome"
     );
+    metrics::describe_counter!("chat_runs_total", "Chat runs ended, by final status");
+    metrics::describe_histogram!(
+        "chat_step_duration_seconds",
+        metrics::Unit::Seconds,
+        "Time of each chat run step (respond, analyze, finalize)"
+    );
+    metrics::describe_histogram!(
+        "llm_time_to_first_token_seconds",
+        metrics::Unit::Seconds,
+        "From sending a reply request to the model until its first token"
+    );
+    metrics::describe_counter!(
+        "llm_tokens_streamed_total",
+        "Pieces of reply text received from the model"
+    );
+    metrics::describe_gauge!(
+        "chat_active_streams",
+        "Open chat event streams on this instance"
+    );
+    metrics::describe_counter!(
+        "llm_request_failures_total",
+        "Failed calls to the language model, by kind"
+    );
 }
 
 /// `GET /metrics`: the Prometheus text format; needs `Authorization: Bearer <METRICS_TOKEN>` when set.

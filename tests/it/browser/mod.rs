@@ -4,6 +4,7 @@
 //! with it the browser) even when the test panics. `.ci/run` installs the two packages when missing.
 
 mod accounts;
+mod chat;
 mod companions;
 mod layout;
 

@@ -89,6 +89,86 @@ async fn a_stream_cut_midway_starts_the_reply_again(backend: Backend) {
     assert_eq!(conversation(&alice, &companion).await.len(), 2);
 }
 
+async fn an_offset_from_before_a_restarted_reply_gets_the_new_text_whole(backend: Backend) {
+    let llm = FakeLlm::start().await;
+    let (_app, alice, companion) = setup(backend, &llm, &[]).await;
+    let hold = gate();
+    llm.stream(Streamed::PausedThenCut {
+        before: pieces(&["Once", " upon"]),
+        gate: hold.clone(),
+    });
+    let (_, started) = send(&alice, &companion, "story?").await;
+    let url = started["stream_url"].as_str().unwrap().to_owned();
+    let first = read(&alice, &url, None, |events| text_of(events) == "Once upon").await;
+    let offset = first
+        .iter()
+        .rev()
+        .find(|e| e.event == "token")
+        .unwrap()
+        .id
+        .clone();
+    assert_eq!(offset, "9");
+    hold.add_permits(1);
+    // Reconnecting with the old offset: the text was restarted, so it comes whole after a reset.
+    let rest = read(&alice, &url, Some(&offset), |_| false).await;
+    let first_text_event = rest
+        .iter()
+        .find(|e| e.event == "reset" || e.event == "token")
+        .unwrap();
+    assert_eq!(first_text_event.event, "reset", "{rest:?}");
+    assert_eq!(text_of(&rest), "Hello, wörld!");
+    let done = last(&rest, "done").unwrap();
+    assert_eq!(done.data["content"], "Hello, wörld!");
+    let later_ids: Vec<&str> = rest
+        .iter()
+        .filter(|e| e.event == "token")
+        .map(|e| e.id.as_str())
+        .collect();
+    assert!(
+        later_ids.iter().all(|id| id.contains('@')),
+        "new version: {later_ids:?}"
+    );
+}
+
+async fn the_analysis_updates_the_state_as_it_is_now_not_as_it_was(backend: Backend) {
+    use companion_hub::db_dispatch;
+    let llm = FakeLlm::start().await;
+    let (app, alice, companion) = setup(backend, &llm, &[]).await;
+    let hold = gate();
+    llm.stream(Streamed::Paused {
+        before: pieces(&["Wait"]),
+        gate: hold.clone(),
+        after: pieces(&["."]),
+    });
+    llm.analyse(Analysed::Content(r#"{"action": "waving"}"#.into()));
+    let (_, started) = send(&alice, &companion, "hi").await;
+    let url = started["stream_url"].as_str().unwrap().to_owned();
+    read(&alice, &url, None, |events| text_of(events) == "Wait").await;
+    // Meanwhile the companion moved (another path changed the state after the message was sent).
+    let moved = serde_json::json!({"outfit": [], "location": "garden", "action": "sitting"});
+    db_dispatch!(&app.db, pool => sqlx::query("UPDATE companions SET live_state = $1")
+        .bind(sqlx::types::Json(&moved))
+        .execute(pool)
+        .await
+        .map(|_| ()))
+    .unwrap();
+    hold.add_permits(1);
+    let events = read_all(&alice, &url).await;
+    assert_eq!(last(&events, "state").unwrap().data["location"], "garden");
+    let (_, json) = alice
+        .api(
+            Method::GET,
+            &format!("/api/v1/companions/{companion}"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        json["live_state"]["location"], "garden",
+        "the move is not lost"
+    );
+    assert_eq!(json["live_state"]["action"], "waving");
+}
+
 async fn stop_keeps_what_was_written(backend: Backend) {
     let llm = FakeLlm::start().await;
     let (_app, alice, companion) = setup(backend, &llm, &[]).await;
@@ -191,6 +271,8 @@ on_both_backends!(
     a_rate_limited_provider_is_retried_and_the_reply_completes,
     a_failing_provider_fails_the_run_and_retry_reuses_the_message,
     a_stream_cut_midway_starts_the_reply_again,
+    an_offset_from_before_a_restarted_reply_gets_the_new_text_whole,
+    the_analysis_updates_the_state_as_it_is_now_not_as_it_was,
     stop_keeps_what_was_written,
     an_unusable_analysis_keeps_the_state,
     a_run_that_hangs_ends_at_its_deadline,

@@ -172,7 +172,7 @@ async fn a_second_send_while_replying_is_refused(backend: Backend) {
     let (_, first) = send(&alice, &companion, "first").await;
     let (status, body) = send(&alice, &companion, "second").await;
     assert_eq!(status, StatusCode::CONFLICT);
-    assert_eq!(body["error"]["code"], "conflict");
+    assert_eq!(body["error"]["code"], "run_active");
     hold.add_permits(1);
     let events = read_all(&alice, first["stream_url"].as_str().unwrap()).await;
     assert_eq!(text_of(&events), "One two");

@@ -32,6 +32,11 @@ pub enum Streamed {
     },
     /// Send these pieces, then break the connection.
     CutAfter(Vec<String>),
+    /// Send these pieces, wait until the gate gets a permit, then break the connection.
+    PausedThenCut {
+        before: Vec<String>,
+        gate: Arc<Semaphore>,
+    },
     /// Answer this status (with `Retry-After` seconds when given).
     Status(u16, Option<u64>),
     /// Never answer.
@@ -155,6 +160,22 @@ async fn completions(
                 .map(|t| Ok::<_, std::io::Error>(chunk(&t)))
                 .chain([Err(std::io::Error::other("connection cut"))]);
             sse(Body::from_stream(futures_util::stream::iter(pieces)))
+        }
+        Streamed::PausedThenCut { before, gate } => {
+            let first = futures_util::stream::iter(
+                before
+                    .into_iter()
+                    .map(|t| Ok::<_, std::io::Error>(chunk(&t))),
+            );
+            let cut = futures_util::stream::once(async move {
+                if let Ok(permit) = gate.acquire().await {
+                    permit.forget();
+                }
+                Err(std::io::Error::other("connection cut"))
+            });
+            sse(Body::from_stream(futures_util::StreamExt::chain(
+                first, cut,
+            )))
         }
         Streamed::Status(status, retry_after) => {
             let mut response = (StatusCode::from_u16(status).unwrap(), "try later").into_response();
