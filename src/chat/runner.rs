@@ -1,8 +1,9 @@
 //! Executing a chat run: respond (stream the reply) → analyze (update the live state) → finalize (store the
 //! reply exactly once). Implements the engine's [`RunExecutor`].
 //!
-//! Each step is a plain async function over the run row and a context, so a different engine can run them
-//! unchanged. A run resumed after a crash starts `respond` again when the reply was unfinished (subscribers
+//! Each step is an async function of the executor (which holds the shared database, model client and stream
+//! hub) with serialisable inputs and outputs — run id (and reply text) in; reply text, state JSON or message id
+//! out — so a different engine can run them unchanged as activities. A run resumed after a crash starts `respond` again when the reply was unfinished (subscribers
 //! get `reset`), or continues with the analysis when the reply was complete. Every run ends within its
 //! deadline: completed, failed (with a retryable error), or cancelled.
 
@@ -28,13 +29,18 @@ const FLUSH_EVERY: Duration = Duration::from_millis(250);
 /// Messages of history considered before the token budget trims them.
 const HISTORY_LIMIT: u32 = 200;
 
-/// Why a run did not complete.
+/// Why a step did not complete.
 #[derive(Debug)]
-enum StepError {
+pub enum StepError {
+    /// Stop was pressed.
     Cancelled,
+    /// The step failed; the run fails with this error.
     Failed {
+        /// Stable code for the error event.
         code: &'static str,
+        /// Human-readable message.
         message: String,
+        /// Whether Retry can help.
         retryable: bool,
     },
 }
@@ -143,7 +149,7 @@ impl ChatExecutor {
     async fn drive(&self, run: RunRow, cancel: CancellationToken) {
         let channel = self.hub.open(run.id);
         let remaining = Duration::from_secs(Timestamp::now().seconds_until(run.deadline_at));
-        let outcome = tokio::time::timeout(remaining, self.steps(&run, &channel, &cancel)).await;
+        let outcome = tokio::time::timeout(remaining, self.steps(&run, &cancel)).await;
         let result = match outcome {
             Ok(result) => result,
             Err(_) => Err(StepError::failed(
@@ -206,12 +212,40 @@ impl ChatExecutor {
         Ok(())
     }
 
-    async fn steps(
+    /// The run as a workflow: respond → analyze → (image: the images issue) → finalize.
+    async fn steps(&self, run: &RunRow, cancel: &CancellationToken) -> Result<(), StepError> {
+        let reply = self.respond_step(run.id, cancel).await?;
+        if cancel.is_cancelled() {
+            return Err(StepError::Cancelled);
+        }
+        self.analyze_step(run.id, &reply).await?;
+        if cancel.is_cancelled() {
+            return Err(StepError::Cancelled);
+        }
+        self.finalize_step(run.id, &reply).await?;
+        Ok(())
+    }
+
+    async fn load(&self, run_id: Uuid) -> Result<RunRow, StepError> {
+        store::find_run(&self.db, run_id)
+            .await?
+            .ok_or_else(|| StepError::failed("not_found", "The conversation was cleared.", false))
+    }
+
+    /// Step `respond`: run id → the reply text. Streams to the run's channel; a reply that was complete
+    /// before an interruption is returned as it is.
+    pub async fn respond_step(
         &self,
-        run: &RunRow,
-        channel: &RunChannel,
+        run_id: Uuid,
         cancel: &CancellationToken,
-    ) -> Result<(), StepError> {
+    ) -> Result<String, StepError> {
+        let run = self.load(run_id).await?;
+        let channel = self.hub.open(run.id);
+        if !matches!(run.status.as_str(), "queued" | "responding") {
+            // The reply was complete before an interruption; subscribers catch up from it.
+            channel.seed_text(&run.partial_text, &run.text_epoch);
+            return Ok(run.partial_text);
+        }
         let Some(llm) = &self.llm else {
             return Err(StepError::failed(
                 "llm_not_configured",
@@ -234,79 +268,96 @@ impl ChatExecutor {
             .map_or_else(|| "the user".to_owned(), |a| a.display_name);
         let profile = &companion.profile.0;
 
-        let reply = if matches!(run.status.as_str(), "queued" | "responding") {
-            channel.seed_text(&run.partial_text, &run.text_epoch);
-            if run.attempts > 1 || !run.partial_text.is_empty() {
-                // The reply is written again from the start, as a new version of the text: offsets a
-                // client got from an earlier execution (in any process) no longer match.
-                let epoch = format!("{}.0", run.attempts);
-                store::start_text_epoch(&self.db, run.id, &epoch).await?;
-                channel.reset(
-                    "The reply is being written again after an interruption.",
-                    &epoch,
-                );
-            }
-            let history: Vec<prompt::Turn> =
-                store::history_before(&self.db, run.companion_id, user_message.id, HISTORY_LIMIT)
-                    .await?
-                    .into_iter()
-                    .filter(|m| Some(m.id) != run.replaces_message_id)
-                    .map(|m| prompt::Turn {
-                        role: m.role,
-                        content: m.content,
-                    })
-                    .collect();
-            let system = prompt::system(profile, &companion.live_state.0, &user_name);
-            let messages = prompt::build(
-                system,
-                &history,
-                &user_message.content,
-                llm.context_tokens,
-                llm.reply_sampling.max_tokens,
+        channel.seed_text(&run.partial_text, &run.text_epoch);
+        if run.attempts > 1 || !run.partial_text.is_empty() {
+            // The reply is written again from the start, as a new version of the text: offsets a
+            // client got from an earlier execution (in any process) no longer match.
+            let epoch = format!("{}.0", run.attempts);
+            store::start_text_epoch(&self.db, run.id, &epoch).await?;
+            channel.reset(
+                "The reply is being written again after an interruption.",
+                &epoch,
             );
-            self.publish_progress(
-                run,
-                channel,
-                "responding",
-                &format!("{} is writing…", profile.name),
-                10,
-            )
-            .await?;
-            let started = Instant::now();
-            let reply = self.respond(run, channel, cancel, llm, &messages).await?;
-            metrics::histogram!("chat_step_duration_seconds", "step" => "respond")
-                .record(started.elapsed().as_secs_f64());
-            reply
-        } else {
-            // The reply was complete before an interruption; subscribers catch up from it.
-            channel.seed_text(&run.partial_text, &run.text_epoch);
-            run.partial_text.clone()
-        };
-        if cancel.is_cancelled() {
-            return Err(StepError::Cancelled);
         }
-
-        self.publish_progress(run, channel, "analyzing", "Noticing what changed…", 80)
-            .await?;
-        let started = Instant::now();
-        self.analyze(
-            run,
-            channel,
-            llm,
-            &companion.id,
-            &profile.name,
+        let history: Vec<prompt::Turn> =
+            store::history_before(&self.db, run.companion_id, user_message.id, HISTORY_LIMIT)
+                .await?
+                .into_iter()
+                .filter(|m| Some(m.id) != run.replaces_message_id)
+                .map(|m| prompt::Turn {
+                    role: m.role,
+                    content: m.content,
+                })
+                .collect();
+        let system = prompt::system(profile, &companion.live_state.0, &user_name);
+        let messages = prompt::build(
+            system,
+            &history,
             &user_message.content,
-            &reply,
+            llm.context_tokens,
+            llm.reply_sampling.max_tokens,
+        );
+        self.publish_progress(
+            &run,
+            &channel,
+            "responding",
+            &format!("{} is writing…", profile.name),
+            10,
         )
-        .await;
+        .await?;
+        let started = Instant::now();
+        let reply = self.respond(&run, &channel, cancel, llm, &messages).await?;
+        metrics::histogram!("chat_step_duration_seconds", "step" => "respond")
+            .record(started.elapsed().as_secs_f64());
+        Ok(reply)
+    }
+
+    /// Step `analyze`: run id + reply → the live state afterwards (JSON), or `None` when it stays as it was.
+    /// Never fails the run: an unusable analysis keeps the state.
+    pub async fn analyze_step(
+        &self,
+        run_id: Uuid,
+        reply: &str,
+    ) -> Result<Option<serde_json::Value>, StepError> {
+        let run = self.load(run_id).await?;
+        let channel = self.hub.open(run.id);
+        self.publish_progress(&run, &channel, "analyzing", "Noticing what changed…", 80)
+            .await?;
+        let (Some(llm), Some(companion), Some(message)) = (
+            &self.llm,
+            companions::store::find_owned(&self.db, run.user_id, run.companion_id).await?,
+            store::message(&self.db, run.companion_id, run.user_message_id).await?,
+        ) else {
+            return Ok(None);
+        };
+        let started = Instant::now();
+        let state = self
+            .analyze(
+                &run,
+                &channel,
+                llm,
+                &companion.id,
+                &companion.profile.0.name,
+                &message.content,
+                reply,
+            )
+            .await;
         metrics::histogram!("chat_step_duration_seconds", "step" => "analyze")
             .record(started.elapsed().as_secs_f64());
-        if cancel.is_cancelled() {
-            return Err(StepError::Cancelled);
-        }
+        Ok(state)
+    }
 
+    /// Step `finalize`: run id + reply → the stored message id (exactly once; `None` when the run had
+    /// already ended another way).
+    pub async fn finalize_step(
+        &self,
+        run_id: Uuid,
+        reply: &str,
+    ) -> Result<Option<Uuid>, StepError> {
+        let run = self.load(run_id).await?;
+        let channel = self.hub.open(run.id);
         let started = Instant::now();
-        match store::complete(&self.db, run, &reply).await? {
+        let stored = match store::complete(&self.db, &run, reply).await? {
             Finished::Now(Some(message_id)) => {
                 metrics::counter!("chat_runs_total", "status" => "completed").increment(1);
                 tracing::info!(run_id = %run.id, "chat run completed");
@@ -317,15 +368,19 @@ impl ChatExecutor {
                 });
                 channel.publish(RunEvent::Done {
                     message_id,
-                    html: render::to_html(&reply),
-                    content: reply,
+                    html: render::to_html(reply),
+                    content: reply.to_owned(),
                 });
+                Some(message_id)
             }
-            Finished::Now(None) | Finished::Already => self.publish_final_state(run, channel).await,
-        }
+            Finished::Now(None) | Finished::Already => {
+                self.publish_final_state(&run, &channel).await;
+                None
+            }
+        };
         metrics::histogram!("chat_step_duration_seconds", "step" => "finalize")
             .record(started.elapsed().as_secs_f64());
-        Ok(())
+        Ok(stored)
     }
 
     /// Streams the reply; persists it every 250 ms while it grows; restarts once when the stream breaks.
@@ -421,23 +476,23 @@ impl ChatExecutor {
         name: &str,
         said: &str,
         reply: &str,
-    ) {
+    ) -> Option<serde_json::Value> {
         // The state is read now, not taken from the time of sending.
         let current = match companions::store::find_owned(&self.db, run.user_id, *companion).await {
             Ok(Some(record)) => record.live_state.0,
-            _ => return,
+            _ => return None,
         };
         let request = analysis::request(name, &current, said, reply);
         let answer = match llm.complete(&request, &run.correlation_id, 600).await {
             Ok(answer) => answer,
             Err(err) => {
                 tracing::warn!(run_id = %run.id, error = %err, "scene analysis failed; keeping the state");
-                return;
+                return None;
             }
         };
         let Some(json) = analysis::extract_json(&answer) else {
             tracing::warn!(run_id = %run.id, "scene analysis answer is not JSON; keeping the state");
-            return;
+            return None;
         };
         match companions::store::update_live_state(&self.db, run.user_id, *companion, |state| {
             analysis::apply(state, &json)
@@ -449,11 +504,13 @@ impl ChatExecutor {
                 if let Err(err) = store::save_state_after(&self.db, run.id, &value).await {
                     tracing::warn!(error = %err, "cannot record the state of a run");
                 }
-                channel.publish(RunEvent::State(value));
+                channel.publish(RunEvent::State(value.clone()));
+                Some(value)
             }
-            Ok(None) => {}
+            Ok(None) => None,
             Err(err) => {
-                tracing::warn!(run_id = %run.id, error = %err, "cannot save the live state")
+                tracing::warn!(run_id = %run.id, error = %err, "cannot save the live state");
+                None
             }
         }
     }
