@@ -154,6 +154,30 @@ fn conflict(message: &str) -> AppError {
     }
 }
 
+/// A run that answers an existing user message again (regenerate, edit, retry).
+fn answer_again<'a>(
+    state: &AppState,
+    correlation: &'a CorrelationId,
+    user: Uuid,
+    companion: Uuid,
+    message: Uuid,
+    replaces: Option<Uuid>,
+    previous_attempts: i32,
+) -> NewRun<'a> {
+    NewRun {
+        companion,
+        user,
+        new_message: None,
+        existing_message: Some(message),
+        replaces,
+        client_request_id: None,
+        generate_image: false,
+        correlation_id: correlation.as_str(),
+        deadline: deadline(state),
+        previous_attempts,
+    }
+}
+
 fn deadline(state: &AppState) -> Timestamp {
     Timestamp::now() + state.config.run_deadline
 }
@@ -280,22 +304,16 @@ async fn regenerate_reply(
         return Err(conflict("Only the last reply can be regenerated."));
     }
     may_chat(&state, &current).await?;
-    let run = start(
+    let again = answer_again(
         &state,
-        NewRun {
-            companion: companion.id,
-            user: current.user.id,
-            new_message: None,
-            existing_message: Some(asked.id),
-            replaces: Some(last.id),
-            client_request_id: None,
-            generate_image: false,
-            correlation_id: correlation.as_str(),
-            deadline: deadline(&state),
-            previous_attempts: 0,
-        },
-    )
-    .await?;
+        &correlation,
+        current.user.id,
+        companion.id,
+        asked.id,
+        Some(last.id),
+        0,
+    );
+    let run = start(&state, again).await?;
     Ok(accepted(&run))
 }
 
@@ -330,22 +348,16 @@ async fn edit_message(
     }
     may_chat(&state, &current).await?;
     store::rewrite_from(&state.db, companion, &message, &content).await?;
-    let run = start(
+    let again = answer_again(
         &state,
-        NewRun {
-            companion,
-            user: current.user.id,
-            new_message: None,
-            existing_message: Some(id),
-            replaces: None,
-            client_request_id: None,
-            generate_image: false,
-            correlation_id: correlation.as_str(),
-            deadline: deadline(&state),
-            previous_attempts: 0,
-        },
-    )
-    .await?;
+        &correlation,
+        current.user.id,
+        companion,
+        id,
+        None,
+        0,
+    );
+    let run = start(&state, again).await?;
     Ok(accepted(&run))
 }
 
@@ -412,22 +424,16 @@ async fn retry_run(
         return Err(conflict("Only the latest reply can be retried."));
     }
     may_chat(&state, &current).await?;
-    let retry = start(
+    let again = answer_again(
         &state,
-        NewRun {
-            companion: run.companion_id,
-            user: current.user.id,
-            new_message: None,
-            existing_message: Some(run.user_message_id),
-            replaces: run.replaces_message_id,
-            client_request_id: None,
-            generate_image: run.generate_image,
-            correlation_id: correlation.as_str(),
-            deadline: deadline(&state),
-            previous_attempts: run.attempts,
-        },
-    )
-    .await?;
+        &correlation,
+        current.user.id,
+        run.companion_id,
+        run.user_message_id,
+        run.replaces_message_id,
+        run.attempts,
+    );
+    let retry = start(&state, again).await?;
     Ok(accepted(&retry))
 }
 
