@@ -249,7 +249,7 @@ mod tests {
         ]);
         let (mut out, mut err) = (Vec::new(), Vec::new());
         assert_eq!(check_config(config, &mut out, &mut err), 0);
-        let out = String::from_utf8(out).unwrap();
+        let out = String::from_utf8(out).expect("test setup is valid");
         assert!(out.starts_with("configuration is valid"));
         assert!(out.contains("postgres://app:***@db/hub"));
         assert!(!out.contains("pw-secret"));
@@ -262,7 +262,7 @@ mod tests {
         let config = Config::from_vars([("SESSION_DAYS", "forever"), ("LOG_FORMAT", "xml")]);
         let (mut out, mut err) = (Vec::new(), Vec::new());
         assert_eq!(check_config(config, &mut out, &mut err), 1);
-        let err = String::from_utf8(err).unwrap();
+        let err = String::from_utf8(err).expect("test setup is valid");
         assert!(err.contains("2 problems"));
         assert!(err.contains("SESSION_DAYS") && err.contains("LOG_FORMAT"));
         assert!(out.is_empty());

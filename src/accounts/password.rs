@@ -75,7 +75,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_hash_verifies_its_password_only() {
-        let hash = hash("Tulip-Garden-42".into()).await.unwrap();
+        let hash = hash("Tulip-Garden-42".into())
+            .await
+            .expect("test setup is valid");
         assert!(
             hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
             "{hash}"
@@ -83,9 +85,13 @@ mod tests {
         assert!(
             verify("Tulip-Garden-42".into(), Some(hash.clone()))
                 .await
-                .unwrap()
+                .expect("test setup is valid")
         );
-        assert!(!verify("tulip-garden-42".into(), Some(hash)).await.unwrap());
+        assert!(
+            !verify("tulip-garden-42".into(), Some(hash))
+                .await
+                .expect("test setup is valid")
+        );
     }
 
     #[tokio::test]
@@ -96,7 +102,7 @@ mod tests {
                 None
             )
             .await
-            .unwrap()
+            .expect("test setup is valid")
         );
     }
 }

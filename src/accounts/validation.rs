@@ -116,7 +116,9 @@ mod tests {
     #[test]
     fn emails_are_trimmed_and_lower_cased() {
         assert_eq!(
-            Email::parse("  Alice@Example.COM ").unwrap().as_str(),
+            Email::parse("  Alice@Example.COM ")
+                .expect("test setup is valid")
+                .as_str(),
             "alice@example.com"
         );
         for bad in [
@@ -136,7 +138,12 @@ mod tests {
 
     #[test]
     fn usernames_are_short_lower_case_words() {
-        assert_eq!(Username::parse("Alice_01").unwrap().as_str(), "alice_01");
+        assert_eq!(
+            Username::parse("Alice_01")
+                .expect("test setup is valid")
+                .as_str(),
+            "alice_01"
+        );
         for bad in ["ab", &"a".repeat(21), "alice!", "al ice", "ålice", ""] {
             assert!(Username::parse(bad).is_err(), "{bad:?} accepted");
         }
@@ -145,7 +152,9 @@ mod tests {
     #[test]
     fn display_names_allow_any_script_but_no_control_characters() {
         assert_eq!(
-            DisplayName::parse(" Zoë 山田 ").unwrap().as_str(),
+            DisplayName::parse(" Zoë 山田 ")
+                .expect("test setup is valid")
+                .as_str(),
             "Zoë 山田"
         );
         assert!(DisplayName::parse("").is_err());

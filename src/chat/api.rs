@@ -443,7 +443,7 @@ mod tests {
 
     #[test]
     fn messages_are_trimmed_and_bounded() {
-        assert_eq!(message_text("  hi  ").unwrap(), "hi");
+        assert_eq!(message_text("  hi  ").expect("test setup is valid"), "hi");
         assert!(message_text("   ").is_err());
         assert!(message_text(&"x".repeat(4000)).is_ok());
         assert!(message_text(&"x".repeat(4001)).is_err());

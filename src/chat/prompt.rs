@@ -103,7 +103,10 @@ mod tests {
         let messages = build("sys".into(), &history, "how are you?", 4096, 300);
         assert_eq!(messages.len(), 4);
         assert_eq!(messages[0].role, "system");
-        assert_eq!(messages.last().unwrap().content, "how are you?");
+        assert_eq!(
+            messages.last().expect("test setup is valid").content,
+            "how are you?"
+        );
         assert_eq!(
             messages
                 .iter()

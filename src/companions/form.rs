@@ -363,7 +363,11 @@ mod tests {
             "extra_instruction": "Line one.\nLine two.",
             "user_appearance": "tall, red scarf"
         });
-        Profile::from_merge(Profile::defaults_json(), doc.as_object().unwrap()).unwrap()
+        Profile::from_merge(
+            Profile::defaults_json(),
+            doc.as_object().expect("test setup is valid"),
+        )
+        .expect("test setup is valid")
     }
 
     #[test]
@@ -373,7 +377,7 @@ mod tests {
         assert_eq!(fields["occupation"], "custom");
         assert_eq!(fields["occupation_custom"], "Lighthouse keeper");
         assert_eq!(fields["personality"], "sarcastic");
-        assert_eq!(to_profile(&fields).unwrap(), profile);
+        assert_eq!(to_profile(&fields).expect("test setup is valid"), profile);
     }
 
     #[test]

@@ -593,12 +593,15 @@ mod tests {
     use serde_json::json;
 
     fn create(body: Value) -> Result<Profile, FormErrors> {
-        Profile::from_merge(Profile::defaults_json(), body.as_object().unwrap())
+        Profile::from_merge(
+            Profile::defaults_json(),
+            body.as_object().expect("test setup is valid"),
+        )
     }
 
     #[test]
     fn name_and_age_are_enough() {
-        let profile = create(json!({"name": "Mira", "age": 24})).unwrap();
+        let profile = create(json!({"name": "Mira", "age": 24})).expect("test setup is valid");
         assert_eq!(profile.name, "Mira");
         assert_eq!(profile.art_style, "anime");
         assert_eq!(
@@ -620,7 +623,8 @@ mod tests {
     fn unknown_enum_values_are_refused_and_custom_presets_accepted() {
         let errors = create(json!({"name": "X", "age": 30, "eye_colour": "plaid"})).unwrap_err();
         assert!(errors.field("eye_colour")[0].starts_with("Choose one of: blue"));
-        let profile = create(json!({"name": "X", "age": 30, "occupation": "Astronaut"})).unwrap();
+        let profile = create(json!({"name": "X", "age": 30, "occupation": "Astronaut"}))
+            .expect("test setup is valid");
         assert_eq!(profile.occupation, "Astronaut");
     }
 
@@ -643,7 +647,7 @@ mod tests {
     fn tags_are_trimmed_deduplicated_and_bounded() {
         let profile = create(json!({"name": "X", "age": 30,
             "interests": [" Music", "music", "", "Hiking"]}))
-        .unwrap();
+        .expect("test setup is valid");
         assert_eq!(profile.interests, vec!["Music", "Hiking"]);
         let many: Vec<String> = (0..21).map(|i| format!("tag{i}")).collect();
         assert!(
@@ -667,7 +671,7 @@ mod tests {
         assert!(errors.has("outfit.top") && errors.has("outfit.bottom"));
         let profile = create(json!({"name": "X", "age": 30,
             "outfit": {"top": null, "full_body": {"item": "dress", "colour": "red"}}}))
-        .unwrap();
+        .expect("test setup is valid");
         assert_eq!(
             profile.outfit.describe(),
             "blue jeans, red dress, white sneakers"
@@ -695,15 +699,15 @@ mod tests {
     fn a_patch_changes_only_what_it_names() {
         let original = create(json!({"name": "X", "age": 30, "interests": ["chess"],
             "depth": {"humour": "dry"}}))
-        .unwrap();
-        let base = serde_json::to_value(&original).unwrap();
+        .expect("test setup is valid");
+        let base = serde_json::to_value(&original).expect("test setup is valid");
         let patched = Profile::from_merge(
             base,
             json!({"age": 31, "depth": {"pace": "cautious"}})
                 .as_object()
-                .unwrap(),
+                .expect("test setup is valid"),
         )
-        .unwrap();
+        .expect("test setup is valid");
         assert_eq!(patched.age, 31);
         assert_eq!(patched.interests, vec!["chess"]);
         assert_eq!(patched.depth.humour, "dry");
@@ -712,7 +716,7 @@ mod tests {
 
     #[test]
     fn the_live_state_starts_in_the_default_outfit() {
-        let profile = create(json!({"name": "X", "age": 30})).unwrap();
+        let profile = create(json!({"name": "X", "age": 30})).expect("test setup is valid");
         let state = LiveState::initial(&profile);
         assert_eq!(state.describe_outfit(), profile.outfit.describe());
         assert_eq!(state.outfit[0].category, "top");

@@ -243,7 +243,11 @@ mod tests {
     use serde_json::json;
 
     fn profile(changes: serde_json::Value) -> Profile {
-        Profile::from_merge(Profile::defaults_json(), changes.as_object().unwrap()).unwrap()
+        Profile::from_merge(
+            Profile::defaults_json(),
+            changes.as_object().expect("test setup is valid"),
+        )
+        .expect("test setup is valid")
     }
 
     #[test]

@@ -550,7 +550,8 @@ mod tests {
 
     #[test]
     fn blank_values_mean_the_default() {
-        let config = load_pairs(&[("LISTEN_ADDR", "  "), ("SESSION_DAYS", "")]).unwrap();
+        let config = load_pairs(&[("LISTEN_ADDR", "  "), ("SESSION_DAYS", "")])
+            .expect("test setup is valid");
         assert_eq!(config.listen_addr.port(), 3000);
         assert_eq!(config.auth.session_days, 30);
     }
@@ -558,13 +559,13 @@ mod tests {
     #[test]
     fn rate_limits_parse_counts_windows_and_off() {
         assert_eq!(
-            parse_rate_limit("30/1m").unwrap(),
+            parse_rate_limit("30/1m").expect("test setup is valid"),
             Some(RateLimit {
                 max: 30,
                 window: Duration::from_secs(60)
             })
         );
-        assert_eq!(parse_rate_limit("OFF").unwrap(), None);
+        assert_eq!(parse_rate_limit("OFF").expect("test setup is valid"), None);
         assert!(parse_rate_limit("0/1m").is_err());
         assert!(parse_rate_limit("5").is_err());
         assert!(parse_rate_limit("5/0s").is_err());
@@ -582,7 +583,7 @@ mod tests {
 
     #[test]
     fn database_url_follows_data_dir_by_default() {
-        let config = load_pairs(&[("DATA_DIR", "/var/lib/hub/")]).unwrap();
+        let config = load_pairs(&[("DATA_DIR", "/var/lib/hub/")]).expect("test setup is valid");
         assert_eq!(
             config.database_url.expose(),
             "sqlite:///var/lib/hub/companion-hub.db"
@@ -604,7 +605,7 @@ mod tests {
             ("LLM_MODEL", "llama3"),
             ("LLM_API_KEY", "sk-123"),
         ])
-        .unwrap();
+        .expect("test setup is valid");
         let llm = config.llm.expect("configured");
         assert_eq!(llm.analysis_model, "llama3");
         assert_eq!(
@@ -615,7 +616,8 @@ mod tests {
 
     #[test]
     fn image_backend_defaults_to_sdapi_when_its_url_is_set() {
-        let config = load_pairs(&[("SD_API_URL", "http://127.0.0.1:7860")]).unwrap();
+        let config =
+            load_pairs(&[("SD_API_URL", "http://127.0.0.1:7860")]).expect("test setup is valid");
         assert_eq!(config.image_backend.name(), "sdapi");
         let problems = load_pairs(&[("IMAGE_BACKEND", "openai")]).unwrap_err();
         assert_eq!(problems.0[0].variable, "IMAGE_API_URL");
@@ -625,10 +627,11 @@ mod tests {
 
     #[test]
     fn public_url_must_be_a_bare_origin() {
-        let config = load_pairs(&[("PUBLIC_URL", "https://hub.example.com")]).unwrap();
+        let config =
+            load_pairs(&[("PUBLIC_URL", "https://hub.example.com")]).expect("test setup is valid");
         assert!(config.is_https());
         assert_eq!(
-            config.allowed_origins("127.0.0.1:3000".parse().unwrap()),
+            config.allowed_origins("127.0.0.1:3000".parse().expect("test setup is valid")),
             vec!["https://hub.example.com".to_owned()]
         );
         assert!(load_pairs(&[("PUBLIC_URL", "https://hub.example.com/app")]).is_err());
@@ -637,8 +640,9 @@ mod tests {
 
     #[test]
     fn loopback_listeners_accept_localhost_and_127_origins() {
-        let config = load_pairs(&[]).unwrap();
-        let origins = config.allowed_origins("127.0.0.1:4321".parse().unwrap());
+        let config = load_pairs(&[]).expect("test setup is valid");
+        let origins =
+            config.allowed_origins("127.0.0.1:4321".parse().expect("test setup is valid"));
         assert_eq!(
             origins,
             vec!["http://localhost:4321", "http://127.0.0.1:4321"]
@@ -648,7 +652,8 @@ mod tests {
 
     #[test]
     fn trusted_proxies_take_cidrs_and_plain_addresses() {
-        let config = load_pairs(&[("TRUSTED_PROXIES", "10.0.0.0/8, 192.168.1.7,::1")]).unwrap();
+        let config = load_pairs(&[("TRUSTED_PROXIES", "10.0.0.0/8, 192.168.1.7,::1")])
+            .expect("test setup is valid");
         assert_eq!(config.trusted_proxies.len(), 3);
         let problems = load_pairs(&[("TRUSTED_PROXIES", "10.0.0.0/8,proxy.local")]).unwrap_err();
         assert!(problems.0[0].message.contains("proxy.local"));
@@ -673,7 +678,7 @@ mod tests {
             ("LLM_MODEL", "m"),
             ("LLM_API_KEY", "sk-llm-secret"),
         ])
-        .unwrap();
+        .expect("test setup is valid");
         let summary = format!("{:?}", config.summary());
         let debug = format!("{config:?}");
         for secret in ["pg-secret", "metrics-secret", "sk-llm-secret"] {
@@ -685,7 +690,7 @@ mod tests {
 
     #[test]
     fn non_loopback_listener_without_public_url_warns() {
-        let config = load_pairs(&[("LISTEN_ADDR", "0.0.0.0:8080")]).unwrap();
+        let config = load_pairs(&[("LISTEN_ADDR", "0.0.0.0:8080")]).expect("test setup is valid");
         assert!(config.warnings().iter().any(|w| w.contains("PUBLIC_URL")));
     }
 }

@@ -135,8 +135,8 @@ mod tests {
     fn sqlite_text_sorts_in_time_order() {
         let whole = Timestamp::from(datetime!(2026-11-25 10:36:01 UTC));
         let half = whole + Duration::from_millis(500);
-        let a = whole.0.format(SQLITE_FORMAT).unwrap();
-        let b = half.0.format(SQLITE_FORMAT).unwrap();
+        let a = whole.0.format(SQLITE_FORMAT).expect("test setup is valid");
+        let b = half.0.format(SQLITE_FORMAT).expect("test setup is valid");
         assert_eq!(a, "2026-11-25T10:36:01.000000Z");
         assert_eq!(b, "2026-11-25T10:36:01.500000Z");
         assert!(a < b);

@@ -243,14 +243,17 @@ mod tests {
         channel.push_text(", world");
         assert_eq!(snapshot.text, "Hello");
         assert_eq!(
-            receiver.recv().await.unwrap(),
+            receiver.recv().await.expect("test setup is valid"),
             RunEvent::Token {
                 text: ", world".into(),
                 end: 12,
                 epoch: String::new(),
             }
         );
-        assert_eq!(hub.get(run).unwrap().text(), "Hello, world");
+        assert_eq!(
+            hub.get(run).expect("test setup is valid").text(),
+            "Hello, world"
+        );
     }
 
     #[tokio::test]
@@ -260,7 +263,7 @@ mod tests {
         let (_, mut receiver) = channel.subscribe();
         channel.reset("retrying", "1.1");
         assert!(matches!(
-            receiver.recv().await.unwrap(),
+            receiver.recv().await.expect("test setup is valid"),
             RunEvent::Reset { .. }
         ));
         assert_eq!(channel.text(), "");

@@ -187,18 +187,21 @@ mod tests {
         let mut bytes = Vec::new();
         DynamicImage::ImageRgba8(image)
             .write_to(&mut Cursor::new(&mut bytes), ImageFormat::Png)
-            .unwrap();
+            .expect("test setup is valid");
         bytes
     }
 
     #[test]
     fn portraits_are_square_bounded_jpegs() {
-        let out = portrait(&png(1200, 900), None, 800).unwrap();
+        let out = portrait(&png(1200, 900), None, 800).expect("test setup is valid");
         assert_eq!((out.width, out.height), (800, 800));
         assert_eq!(out.mime, "image/jpeg");
-        assert_eq!(image::guess_format(&out.bytes).unwrap(), ImageFormat::Jpeg);
+        assert_eq!(
+            image::guess_format(&out.bytes).expect("test setup is valid"),
+            ImageFormat::Jpeg
+        );
         assert_eq!(out.sha256.len(), 64);
-        let small = portrait(&png(300, 500), None, 800).unwrap();
+        let small = portrait(&png(300, 500), None, 800).expect("test setup is valid");
         assert_eq!(
             (small.width, small.height),
             (300, 300),
@@ -218,7 +221,7 @@ mod tests {
             }),
             800,
         )
-        .unwrap();
+        .expect("test setup is valid");
         assert_eq!(ok.width, 300);
         for crop in [
             Crop {
@@ -263,9 +266,11 @@ mod tests {
         let mut bytes = Vec::new();
         DynamicImage::ImageRgba8(image)
             .write_to(&mut Cursor::new(&mut bytes), ImageFormat::Png)
-            .unwrap();
-        let out = fit(&bytes, 1920).unwrap();
-        let decoded = image::load_from_memory(&out.bytes).unwrap().to_rgb8();
+            .expect("test setup is valid");
+        let out = fit(&bytes, 1920).expect("test setup is valid");
+        let decoded = image::load_from_memory(&out.bytes)
+            .expect("test setup is valid")
+            .to_rgb8();
         assert!(decoded.pixels().all(|p| p.0.iter().all(|c| *c > 240)));
     }
 }

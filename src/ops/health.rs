@@ -333,7 +333,7 @@ mod tests {
         let result = Check::not_configured().run().await;
         assert_eq!(result.status, CheckStatus::NotConfigured);
         assert_eq!(
-            serde_json::to_value(&result).unwrap(),
+            serde_json::to_value(&result).expect("test setup is valid"),
             json!({"status": "not_configured"})
         );
     }

@@ -76,17 +76,20 @@ mod tests {
 
     fn headers(xff: &str) -> HeaderMap {
         let mut map = HeaderMap::new();
-        map.insert("x-forwarded-for", HeaderValue::from_str(xff).unwrap());
+        map.insert(
+            "x-forwarded-for",
+            HeaderValue::from_str(xff).expect("test setup is valid"),
+        );
         map
     }
 
     fn ip(s: &str) -> IpAddr {
-        s.parse().unwrap()
+        s.parse().expect("test setup is valid")
     }
 
     #[test]
     fn an_untrusted_peer_is_the_client_whatever_it_claims() {
-        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().expect("test setup is valid")];
         assert_eq!(
             resolve(ip("203.0.113.9"), &headers("1.1.1.1"), &trusted),
             ip("203.0.113.9")
@@ -95,7 +98,7 @@ mod tests {
 
     #[test]
     fn behind_a_trusted_proxy_the_rightmost_untrusted_entry_wins() {
-        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().expect("test setup is valid")];
         // The client forged 6.6.6.6; the proxy appended the real address 198.51.100.7.
         let xff = headers("6.6.6.6, 198.51.100.7, 10.0.0.2");
         assert_eq!(resolve(ip("10.0.0.1"), &xff, &trusted), ip("198.51.100.7"));
@@ -103,7 +106,7 @@ mod tests {
 
     #[test]
     fn ports_and_ipv6_entries_are_understood() {
-        let trusted: Vec<IpNet> = vec!["127.0.0.1/32".parse().unwrap()];
+        let trusted: Vec<IpNet> = vec!["127.0.0.1/32".parse().expect("test setup is valid")];
         assert_eq!(
             resolve(ip("127.0.0.1"), &headers("[2001:db8::5]:4711"), &trusted),
             ip("2001:db8::5")
@@ -116,7 +119,7 @@ mod tests {
 
     #[test]
     fn garbage_or_missing_headers_fall_back_to_the_peer() {
-        let trusted: Vec<IpNet> = vec!["127.0.0.1/32".parse().unwrap()];
+        let trusted: Vec<IpNet> = vec!["127.0.0.1/32".parse().expect("test setup is valid")];
         assert_eq!(
             resolve(ip("127.0.0.1"), &headers("not-an-ip"), &trusted),
             ip("127.0.0.1")

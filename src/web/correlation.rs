@@ -78,7 +78,7 @@ mod tests {
     #[test]
     fn valid_client_ids_are_kept() {
         for id in ["abcdefgh", "req-2026.11.25_0001", &"x".repeat(128)] {
-            let value = HeaderValue::from_str(id).unwrap();
+            let value = HeaderValue::from_str(id).expect("test setup is valid");
             assert_eq!(CorrelationId::from_header(Some(&value)).as_str(), id);
         }
     }
@@ -99,7 +99,7 @@ mod tests {
             assert_ne!(kept.as_str(), id);
             assert!(CorrelationId::parse(kept.as_str()).is_some());
         }
-        let non_utf8 = HeaderValue::from_bytes(b"abc\xffdefghij").unwrap();
+        let non_utf8 = HeaderValue::from_bytes(b"abc\xffdefghij").expect("test setup is valid");
         assert!(
             CorrelationId::parse(CorrelationId::from_header(Some(&non_utf8)).as_str()).is_some()
         );

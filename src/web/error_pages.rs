@@ -165,7 +165,10 @@ mod tests {
     fn headers(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
         for (name, value) in pairs {
-            map.insert(name.clone(), HeaderValue::from_str(value).unwrap());
+            map.insert(
+                name.clone(),
+                HeaderValue::from_str(value).expect("test setup is valid"),
+            );
         }
         map
     }

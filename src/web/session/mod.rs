@@ -262,14 +262,14 @@ mod tests {
         if let Some(url) = public_url {
             vars.push(("PUBLIC_URL", url));
         }
-        Config::from_vars(vars).unwrap()
+        Config::from_vars(vars).expect("test setup is valid")
     }
 
     #[test]
     fn cookies_are_http_only_lax_and_host_prefixed_behind_https() {
         let plain = SessionCookie::for_config(&config(None));
         let value = plain.set("tok", Duration::from_secs(60));
-        let text = value.to_str().unwrap();
+        let text = value.to_str().expect("test setup is valid");
         assert!(text.starts_with("session=tok"), "{text}");
         assert!(text.contains("HttpOnly") && text.contains("SameSite=Lax"));
         assert!(text.contains("Path=/") && text.contains("Max-Age=60"));
@@ -277,7 +277,7 @@ mod tests {
 
         let secure = SessionCookie::for_config(&config(Some("https://hub.example.com")));
         let text = secure.set("tok", Duration::from_secs(60));
-        let text = text.to_str().unwrap();
+        let text = text.to_str().expect("test setup is valid");
         assert!(
             text.starts_with("__Host-session=tok") && text.contains("Secure"),
             "{text}"

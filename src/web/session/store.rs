@@ -196,9 +196,15 @@ mod tests {
 
     #[test]
     fn tokens_are_256_bit_and_unique() {
-        let a = new_token().unwrap();
-        let b = new_token().unwrap();
-        assert_eq!(URL_SAFE_NO_PAD.decode(&a).unwrap().len(), 32);
+        let a = new_token().expect("test setup is valid");
+        let b = new_token().expect("test setup is valid");
+        assert_eq!(
+            URL_SAFE_NO_PAD
+                .decode(&a)
+                .expect("test setup is valid")
+                .len(),
+            32
+        );
         assert_ne!(a, b);
         assert_eq!(token_hash(&a).len(), 32);
         assert_ne!(token_hash(&a), a.as_bytes());
