@@ -15,6 +15,7 @@ pub mod db;
 pub mod engine;
 pub mod error;
 pub mod home;
+pub mod images;
 pub mod media;
 pub mod ops;
 pub mod providers;

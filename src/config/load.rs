@@ -11,8 +11,8 @@ use ipnet::IpNet;
 use url::Url;
 
 use super::{
-    AuthConfig, CleanupConfig, Config, ImageBackendConfig, LlmConfig, LogFormat, RateLimit,
-    RateLimits, Secret, StorageConfig, WorkflowEngineConfig,
+    AuthConfig, CleanupConfig, Config, ImageBackendConfig, ImageSettings, LlmConfig, LogFormat, RateLimit,
+    RateLimits, Secret, StorageConfig, StyleSettings, WorkflowEngineConfig,
 };
 
 /// One thing wrong with one variable.
@@ -302,6 +302,11 @@ pub(super) fn load(vars: HashMap<String, String>) -> Result<Config, ConfigProble
 
     let llm = load_llm(&mut r);
     let image_backend = load_image_backend(&mut r);
+    let images = ImageSettings {
+        timeout: Duration::from_secs(u64::from(r.integer("IMAGE_TIMEOUT_SECS", 180, 5, 3600))),
+        anime: load_style(&mut r, &ANIME_VARS, &ANIME_DEFAULTS),
+        realistic: load_style(&mut r, &REALISTIC_VARS, &REALISTIC_DEFAULTS),
+    };
 
     let storage = match r.get("STORAGE_URL") {
         None => StorageConfig::Local(data_dir.join("media")),
@@ -351,6 +356,7 @@ pub(super) fn load(vars: HashMap<String, String>) -> Result<Config, ConfigProble
         rate_limits,
         llm,
         image_backend,
+        images,
         storage,
         workflow_engine,
         cleanup,
@@ -401,6 +407,100 @@ fn load_llm(r: &mut Reader) -> Option<LlmConfig> {
             None
         }
         _ => None,
+    }
+}
+
+/// The variable names of one art style's settings.
+pub(super) struct StyleVars {
+    pub(super) quality_tags: &'static str,
+    pub(super) negative: &'static str,
+    pub(super) steps: &'static str,
+    pub(super) cfg: &'static str,
+    pub(super) sampler: &'static str,
+    pub(super) scheduler: &'static str,
+    pub(super) width: &'static str,
+    pub(super) height: &'static str,
+    pub(super) checkpoint: &'static str,
+}
+
+pub(super) const ANIME_VARS: StyleVars = StyleVars {
+    quality_tags: "IMAGE_ANIME_QUALITY_TAGS",
+    negative: "IMAGE_ANIME_NEGATIVE",
+    steps: "IMAGE_ANIME_STEPS",
+    cfg: "IMAGE_ANIME_CFG",
+    sampler: "IMAGE_ANIME_SAMPLER",
+    scheduler: "IMAGE_ANIME_SCHEDULER",
+    width: "IMAGE_ANIME_WIDTH",
+    height: "IMAGE_ANIME_HEIGHT",
+    checkpoint: "IMAGE_ANIME_CHECKPOINT",
+};
+
+pub(super) const REALISTIC_VARS: StyleVars = StyleVars {
+    quality_tags: "IMAGE_REALISTIC_QUALITY_TAGS",
+    negative: "IMAGE_REALISTIC_NEGATIVE",
+    steps: "IMAGE_REALISTIC_STEPS",
+    cfg: "IMAGE_REALISTIC_CFG",
+    sampler: "IMAGE_REALISTIC_SAMPLER",
+    scheduler: "IMAGE_REALISTIC_SCHEDULER",
+    width: "IMAGE_REALISTIC_WIDTH",
+    height: "IMAGE_REALISTIC_HEIGHT",
+    checkpoint: "IMAGE_REALISTIC_CHECKPOINT",
+};
+
+/// The original's checkpoint settings (without its adult-content tags and LoRA).
+struct StyleDefaults {
+    quality_tags: &'static str,
+    negative: &'static str,
+    steps: u32,
+    cfg: f32,
+}
+
+const ANIME_DEFAULTS: StyleDefaults = StyleDefaults {
+    quality_tags: "(masterpiece:1.2), (best quality:1.2), absurdres, highres, anime style, key visual, \
+                   vibrant colors",
+    negative: "(bad quality:1.2), (worst quality:1.2), neghands, monochrome, 3d, realistic, \
+               photorealistic, long neck",
+    steps: 28,
+    cfg: 6.0,
+};
+
+const REALISTIC_DEFAULTS: StyleDefaults = StyleDefaults {
+    quality_tags: "(photorealistic:1.3), raw photo, 8k uhd, dslr, soft lighting, high quality, film grain",
+    negative: "(bad quality:1.2), (worst quality:1.2), neghands, anime, cartoon, illustration, drawing, \
+               painting",
+    steps: 30,
+    cfg: 7.0,
+};
+
+fn load_style(r: &mut Reader, names: &StyleVars, defaults: &StyleDefaults) -> StyleSettings {
+    let mut dimension = |name: &str, default: u32| {
+        let value = r.integer(name, default, 256, 2048);
+        if value % 64 != 0 {
+            r.problem(name, format!("must be a multiple of 64, got {value}"));
+            return default;
+        }
+        value
+    };
+    let width = dimension(names.width, 832);
+    let height = dimension(names.height, 1216);
+    StyleSettings {
+        quality_tags: r
+            .get(names.quality_tags)
+            .unwrap_or_else(|| defaults.quality_tags.to_owned()),
+        negative: r
+            .get(names.negative)
+            .unwrap_or_else(|| defaults.negative.to_owned()),
+        steps: r.integer(names.steps, defaults.steps, 1, 150),
+        cfg: r.float(names.cfg, defaults.cfg, 1.0, 30.0),
+        sampler: r
+            .get(names.sampler)
+            .unwrap_or_else(|| "DPM++ 2M".to_owned()),
+        scheduler: r
+            .get(names.scheduler)
+            .unwrap_or_else(|| "karras".to_owned()),
+        width,
+        height,
+        checkpoint: r.get(names.checkpoint),
     }
 }
 

@@ -47,6 +47,8 @@ pub struct Config {
     pub llm: Option<LlmConfig>,
     /// The image generation backend.
     pub image_backend: ImageBackendConfig,
+    /// Timeout and per-art-style generation settings.
+    pub images: ImageSettings,
     /// Where media files live.
     pub storage: StorageConfig,
     /// Which engine runs chat runs.
@@ -158,6 +160,50 @@ impl ImageBackendConfig {
             Self::OpenAi { .. } => "openai",
         }
     }
+}
+
+/// How images are generated, whatever the backend.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageSettings {
+    /// Timeout of one generation call.
+    pub timeout: Duration,
+    /// Settings for the `anime` art style.
+    pub anime: StyleSettings,
+    /// Settings for the `realistic` art style.
+    pub realistic: StyleSettings,
+}
+
+impl ImageSettings {
+    /// The settings of an art style (`anime` for anything unknown).
+    pub fn style(&self, art_style: &str) -> &StyleSettings {
+        match art_style {
+            "realistic" => &self.realistic,
+            _ => &self.anime,
+        }
+    }
+}
+
+/// The generation parameters of one art style (`IMAGE_<STYLE>_*`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StyleSettings {
+    /// Tags that open every prompt of the style.
+    pub quality_tags: String,
+    /// The style's negative prompt.
+    pub negative: String,
+    /// Sampling steps.
+    pub steps: u32,
+    /// Classifier-free guidance scale.
+    pub cfg: f32,
+    /// Sampler name as the backend knows it.
+    pub sampler: String,
+    /// Noise schedule (`karras`, …).
+    pub scheduler: String,
+    /// Width in pixels (a multiple of 64).
+    pub width: u32,
+    /// Height in pixels (a multiple of 64).
+    pub height: u32,
+    /// The checkpoint to load for this style (`override_settings.sd_model_checkpoint`), when set.
+    pub checkpoint: Option<String>,
 }
 
 /// Where media files are stored.
@@ -360,6 +406,32 @@ impl Config {
                 ("IMAGE_API_KEY", secret(api_key)),
                 ("IMAGE_MODEL", model.clone().unwrap_or_default()),
             ]),
+        }
+        rows.push((
+            "IMAGE_TIMEOUT_SECS",
+            self.images.timeout.as_secs().to_string(),
+        ));
+        for (names, style) in [
+            (&load::ANIME_VARS, &self.images.anime),
+            (&load::REALISTIC_VARS, &self.images.realistic),
+        ] {
+            rows.extend([
+                (names.quality_tags, style.quality_tags.clone()),
+                (names.negative, style.negative.clone()),
+                (names.steps, style.steps.to_string()),
+                (names.cfg, style.cfg.to_string()),
+                (names.sampler, style.sampler.clone()),
+                (names.scheduler, style.scheduler.clone()),
+                (names.width, style.width.to_string()),
+                (names.height, style.height.to_string()),
+                (
+                    names.checkpoint,
+                    style
+                        .checkpoint
+                        .clone()
+                        .unwrap_or_else(|| "(unset: the loaded model)".to_owned()),
+                ),
+            ]);
         }
         rows.push((
             "STORAGE_URL",

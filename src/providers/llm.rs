@@ -365,7 +365,7 @@ impl LlmClient {
     }
 }
 
-fn describe(err: reqwest::Error) -> String {
+pub(crate) fn describe(err: reqwest::Error) -> String {
     if err.is_timeout() {
         "timed out".into()
     } else if err.is_connect() {
@@ -389,7 +389,7 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 }
 
 /// `unit × 2^(attempt−1)` plus up to 50 % random jitter, so clients do not retry in lockstep.
-fn backoff(unit: Duration, attempt: u32) -> Duration {
+pub(crate) fn backoff(unit: Duration, attempt: u32) -> Duration {
     let base = unit * 2_u32.saturating_pow(attempt.saturating_sub(1));
     let mut byte = [0_u8; 1];
     let jitter = if getrandom::fill(&mut byte).is_ok() {

@@ -3,6 +3,7 @@
 //! Policy: no product logic here, only the wire formats; every outbound call has a timeout and carries
 //! the correlation id of the request that caused it.
 
+pub mod images;
 pub mod llm;
 mod probe;
 
@@ -37,7 +38,7 @@ pub fn image_probe(config: &Config, client: &reqwest::Client) -> Option<HttpProb
         ImageBackendConfig::None => None,
         ImageBackendConfig::SdApi { url } => Some(HttpProbe::new(
             client.clone(),
-            join_url(url.as_str(), "sdapi/v1/progress?skip_current_image=true"),
+            join_url(url.as_str(), "sdapi/v1/sd-models"),
             None,
         )),
         ImageBackendConfig::OpenAi { url, api_key, .. } => Some(HttpProbe::new(
