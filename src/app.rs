@@ -31,6 +31,8 @@ use crate::error::AppError;
 use crate::media::{self, MediaStorage};
 use crate::ops::health::{Check, DatabaseProbe, HealthChecks, InProcessProbe, UPSTREAM_CACHE_TTL};
 use crate::ops::jobs::JobLeases;
+use crate::images::generate::Imaging;
+use crate::providers::images::ImageClient;
 use crate::providers::llm::LlmClient;
 use crate::state::AppState;
 use crate::web::security_headers::{SecurityHeaders, add_security_headers};
@@ -128,9 +130,25 @@ impl App {
             .llm
             .as_ref()
             .map(|llm| LlmClient::new(self.http.clone(), llm));
-        let executor = ChatExecutor::new(self.db.clone(), llm, hub.clone(), instance.as_str());
+        let imaging = Imaging::new(
+            self.db.clone(),
+            self.media.clone(),
+            ImageClient::new(
+                self.http.clone(),
+                &self.config.image_backend,
+                &self.config.images,
+            ),
+            self.config.images.clone(),
+        );
+        let executor = ChatExecutor::new(
+            self.db.clone(),
+            llm,
+            imaging.clone(),
+            hub.clone(),
+            instance.as_str(),
+        );
         let engine = LocalEngine::new(Arc::new(executor));
-        let state = self.state(bound, engine.clone(), hub);
+        let state = self.state(bound, engine.clone(), hub, imaging);
         let router = router(state.clone());
         // Unfinished runs left by a previous start (or a crashed instance) are resumed now and then.
         let sweeper = engine.spawn_sweeper(RUN_SWEEP_INTERVAL);
@@ -178,7 +196,13 @@ impl App {
         served
     }
 
-    fn state(&self, bound: SocketAddr, engine: Arc<LocalEngine>, hub: Arc<StreamHub>) -> AppState {
+    fn state(
+        &self,
+        bound: SocketAddr,
+        engine: Arc<LocalEngine>,
+        hub: Arc<StreamHub>,
+        imaging: Imaging,
+    ) -> AppState {
         let config = &self.config;
         let llm = match providers::llm_probe(config, &self.http) {
             Some(probe) => Check::cached("openai_compatible", Arc::new(probe), UPSTREAM_CACHE_TTL),
@@ -210,6 +234,7 @@ impl App {
             allowed_origins: Arc::new(config.allowed_origins(bound)),
             rate_limiter: RateLimiter::new(self.db.clone(), config.rate_limits.clone()),
             media: self.media.clone(),
+            imaging,
             engine,
             hub,
         }

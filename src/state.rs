@@ -10,6 +10,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use crate::config::Config;
 use crate::db::Db;
 use crate::engine::{LocalEngine, StreamHub};
+use crate::images::generate::Imaging;
 use crate::media::MediaStorage;
 use crate::ops::health::HealthChecks;
 use crate::web::RateLimiter;
@@ -33,6 +34,8 @@ pub struct AppState {
     pub rate_limiter: RateLimiter,
     /// Where image files are stored.
     pub media: MediaStorage,
+    /// Makes pictures through the configured backend.
+    pub imaging: Imaging,
     /// Runs chat runs.
     pub engine: Arc<LocalEngine>,
     /// Carries run events to stream subscribers.

@@ -34,6 +34,7 @@ pub(super) fn router() -> Router<AppState> {
             "/api/v1/messages/{id}",
             patch(edit_message).delete(delete_message),
         )
+        .route("/api/v1/messages/{id}/image/retry", post(retry_image))
         .route("/api/chat/runs/{id}/cancel", post(cancel_run))
         .route("/api/chat/runs/{id}/retry", post(retry_run))
         .route("/api/chat/stream/{id}", get(stream_run))
@@ -65,6 +66,13 @@ pub fn message_json(message: &MessageRow) -> Value {
         "content": message.content,
         "html": render::to_html(&message.content),
         "image_url": message.image_id.map(|id| format!("/media/{id}")),
+        "image": message.image_id.map(|id| json!({
+            "id": id,
+            "url": format!("/media/{id}"),
+            "width": message.image_width,
+            "height": message.image_height,
+        })),
+        "image_error": message.image_error,
         "created_at": message.created_at,
         "edited_at": message.edited_at,
     })
@@ -122,6 +130,22 @@ async fn may_chat(state: &AppState, current: &CurrentUser) -> Result<(), AppErro
     state
         .rate_limiter
         .hit(Action::Chat, &current.user.id.to_string())
+        .await
+}
+
+/// Refuses when no image backend is configured, then counts the picture against the image limit.
+pub async fn may_picture(state: &AppState, current: &CurrentUser) -> Result<(), AppError> {
+    if state.imaging.client().is_none() {
+        return Err(AppError::Unavailable {
+            code: "image_backend_not_configured",
+            message: "No image backend is connected yet: set SD_API_URL (AUTOMATIC1111 / Forge) or \
+                      IMAGE_BACKEND=openai with IMAGE_API_URL, and restart."
+                .into(),
+        });
+    }
+    state
+        .rate_limiter
+        .hit(Action::Image, &current.user.id.to_string())
         .await
 }
 
@@ -215,12 +239,6 @@ async fn send_message(
             ));
         }
     }
-    if request.generate_image {
-        return Err(invalid(
-            "generate_image",
-            "Pictures in the chat arrive with a later release of Companion Hub.",
-        ));
-    }
     let key = request.client_request_id.as_deref();
     if let Some(key) = key
         && let Some(existing) = store::find_run_by_request(&state.db, current.user.id, key).await?
@@ -228,6 +246,9 @@ async fn send_message(
         return Ok(accepted(&existing));
     }
     may_chat(&state, &current).await?;
+    if request.generate_image {
+        may_picture(&state, &current).await?;
+    }
     let started = start(
         &state,
         NewRun {
@@ -237,7 +258,7 @@ async fn send_message(
             existing_message: None,
             replaces: None,
             client_request_id: key,
-            generate_image: false,
+            generate_image: request.generate_image,
             correlation_id: correlation.as_str(),
             deadline: deadline(&state),
             previous_attempts: 0,
@@ -423,8 +444,17 @@ async fn retry_run(
     if latest.as_ref().map(|r| r.id) != Some(run.id) {
         return Err(conflict("Only the latest reply can be retried."));
     }
+    if run.kind == "image" {
+        let message = run
+            .assistant_message_id
+            .ok_or_else(|| conflict("The reply of this picture is gone."))?;
+        return picture_again(&state, &correlation, &current, run.companion_id, message).await;
+    }
     may_chat(&state, &current).await?;
-    let again = answer_again(
+    if run.generate_image {
+        may_picture(&state, &current).await?;
+    }
+    let mut again = answer_again(
         &state,
         &correlation,
         current.user.id,
@@ -433,8 +463,67 @@ async fn retry_run(
         run.replaces_message_id,
         run.attempts,
     );
+    again.generate_image = run.generate_image;
     let retry = start(&state, again).await?;
     Ok(accepted(&retry))
+}
+
+/// `POST /api/v1/messages/{id}/image/retry`: makes the picture of a reply again (its first try failed).
+async fn retry_image(
+    State(state): State<AppState>,
+    correlation: CorrelationId,
+    current: CurrentUser,
+    Path(id): Path<String>,
+) -> Result<Response, AppError> {
+    let id = parse_id(&id)?;
+    let companion = store::message_companion(&state.db, current.user.id, id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let message = store::message(&state.db, companion, id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    if message.role != "assistant" {
+        return Err(conflict("Only a reply of your companion has a picture."));
+    }
+    if message.image_id.is_some() {
+        return Err(conflict("This reply already has its picture."));
+    }
+    picture_again(&state, &correlation, &current, companion, message.id).await
+}
+
+/// Starts a picture-only run for the reply `message`.
+async fn picture_again(
+    state: &AppState,
+    correlation: &CorrelationId,
+    current: &CurrentUser,
+    companion: Uuid,
+    message: Uuid,
+) -> Result<Response, AppError> {
+    may_picture(state, current).await?;
+    let run = match store::start_image_run(
+        &state.db,
+        current.user.id,
+        companion,
+        message,
+        correlation.as_str(),
+        deadline(state),
+    )
+    .await
+    {
+        Ok(run) => run,
+        Err(StartError::Active | StartError::Duplicate(_)) => return Err(run_active()),
+        Err(StartError::Database(err)) => return Err(err.into()),
+    };
+    state.engine.start(run.id);
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "run_id": run.id,
+            "message_id": message,
+            "stream_url": format!("/api/chat/stream/{}", run.id),
+        })),
+    )
+        .into_response())
 }
 
 #[cfg(test)]

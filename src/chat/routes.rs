@@ -25,6 +25,15 @@ struct Bubble {
     id: String,
     role: String,
     html: String,
+    image: Option<Picture>,
+    image_error: Option<String>,
+}
+
+/// A message's picture.
+struct Picture {
+    url: String,
+    width: i32,
+    height: i32,
 }
 
 /// Renders: the conversation with one companion.
@@ -42,8 +51,10 @@ struct ChatPage {
     bubbles: Vec<Bubble>,
     has_more: bool,
     active_run: Option<String>,
+    active_picture_of: Option<String>,
     failed_run: Option<FailedRun>,
     llm_configured: bool,
+    images_configured: bool,
 }
 
 /// The latest run, when it failed: shown with its reason and a Retry button.
@@ -71,9 +82,15 @@ async fn show_chat(
         .as_ref()
         .filter(|run| run.is_active())
         .map(|run| run.id.to_string());
+    let active_picture_of = latest
+        .as_ref()
+        .filter(|run| run.is_active() && run.kind == "image")
+        .and_then(|run| run.assistant_message_id)
+        .map(|id| id.to_string());
+    // A failed picture-only run shows on its message ("image failed"), not as a failed reply.
     let failed_run = latest
         .as_ref()
-        .filter(|run| run.status == "failed")
+        .filter(|run| run.status == "failed" && run.kind == "reply")
         .map(|run| FailedRun {
             id: run.id.to_string(),
             message: run
@@ -104,13 +121,21 @@ async fn show_chat(
             .map(|m| Bubble {
                 id: m.id.to_string(),
                 html: render::to_html(&m.content),
+                image: m.image_id.map(|id| Picture {
+                    url: format!("/media/{id}"),
+                    width: m.image_width.unwrap_or(0),
+                    height: m.image_height.unwrap_or(0),
+                }),
+                image_error: m.image_error,
                 role: m.role,
             })
             .collect(),
         has_more,
         active_run,
+        active_picture_of,
         failed_run,
         llm_configured: state.config.llm.is_some(),
+        images_configured: state.imaging.client().is_some(),
     };
     Ok(Html(page.render()?))
 }

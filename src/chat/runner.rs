@@ -20,6 +20,8 @@ use super::{analysis, prompt, render};
 use crate::companions;
 use crate::db::{Db, Timestamp};
 use crate::engine::{RunChannel, RunEvent, RunExecutor, StreamHub};
+use crate::images::generate::{Destination, Generated, Imaging};
+use crate::media::store::Source;
 use crate::providers::llm::{LlmClient, LlmError};
 
 /// How long a claim on a run lasts without renewal; renewed while the run makes progress.
@@ -28,6 +30,8 @@ pub const LEASE: Duration = Duration::from_secs(30);
 const FLUSH_EVERY: Duration = Duration::from_millis(250);
 /// Messages of history considered before the token budget trims them.
 const HISTORY_LIMIT: u32 = 200;
+/// Time kept back from the deadline when a picture is being made, so the reply is still stored.
+const IMAGE_DEADLINE_MARGIN: u64 = 10;
 
 /// Why a step did not complete.
 #[derive(Debug)]
@@ -99,6 +103,7 @@ impl From<LlmError> for StepError {
 pub struct ChatExecutor {
     db: Db,
     llm: Option<LlmClient>,
+    imaging: Imaging,
     hub: Arc<StreamHub>,
     instance: Arc<str>,
 }
@@ -108,12 +113,14 @@ impl ChatExecutor {
     pub fn new(
         db: Db,
         llm: Option<LlmClient>,
+        imaging: Imaging,
         hub: Arc<StreamHub>,
         instance: impl Into<Arc<str>>,
     ) -> Self {
         Self {
             db,
             llm,
+            imaging,
             hub,
             instance: instance.into(),
         }
@@ -212,8 +219,14 @@ impl ChatExecutor {
         Ok(())
     }
 
-    /// The run as a workflow: respond → analyze → (image: the images issue) → finalize.
+    /// The run as a workflow: respond → analyze → image (when asked) → finalize; a picture-only run
+    /// (a retry of a failed picture) is image → finalize.
     async fn steps(&self, run: &RunRow, cancel: &CancellationToken) -> Result<(), StepError> {
+        if run.kind == "image" {
+            self.image_step(run.id, cancel).await?;
+            self.finalize_step(run.id, "").await?;
+            return Ok(());
+        }
         let reply = self.respond_step(run.id, cancel).await?;
         if cancel.is_cancelled() {
             return Err(StepError::Cancelled);
@@ -221,6 +234,9 @@ impl ChatExecutor {
         self.analyze_step(run.id, &reply).await?;
         if cancel.is_cancelled() {
             return Err(StepError::Cancelled);
+        }
+        if run.generate_image {
+            self.image_step(run.id, cancel).await?;
         }
         self.finalize_step(run.id, &reply).await?;
         Ok(())
@@ -347,6 +363,89 @@ impl ChatExecutor {
         Ok(state)
     }
 
+    /// Step `image`: run id → the picture of the companion's current scene, or `None` when it could not
+    /// be made (the reason is recorded on the run and reaches the reply; the run goes on). A run resumed
+    /// after the picture was made keeps it.
+    pub async fn image_step(
+        &self,
+        run_id: Uuid,
+        cancel: &CancellationToken,
+    ) -> Result<Option<Generated>, StepError> {
+        let run = self.load(run_id).await?;
+        let channel = self.hub.open(run.id);
+        if let Some(image_id) = run.image_id
+            && let Some(image) = crate::media::store::find_owned(&self.db, run.user_id, image_id).await?
+        {
+            let generated = Generated {
+                image_id,
+                width: u32::try_from(image.width).unwrap_or(0),
+                height: u32::try_from(image.height).unwrap_or(0),
+            };
+            channel.publish(RunEvent::Image(generated.event()));
+            return Ok(Some(generated));
+        }
+        self.publish_progress(&run, &channel, "imaging", "Picturing the scene…", 85)
+            .await?;
+        let started = Instant::now();
+        let budget = Timestamp::now()
+            .seconds_until(run.deadline_at)
+            .saturating_sub(IMAGE_DEADLINE_MARGIN)
+            .max(1);
+        let made = tokio::select! {
+            biased;
+            () = cancel.cancelled() => return Err(StepError::Cancelled),
+            made = tokio::time::timeout(Duration::from_secs(budget), self.picture(&run)) => made,
+        };
+        metrics::histogram!("chat_step_duration_seconds", "step" => "image")
+            .record(started.elapsed().as_secs_f64());
+        let outcome = match made {
+            Ok(Ok(generated)) => Ok(generated),
+            Ok(Err(message)) => Err(message),
+            Err(_) => Err("The picture took too long and was stopped.".to_owned()),
+        };
+        match outcome {
+            Ok(generated) => {
+                store::save_image_result(&self.db, run.id, Some(generated.image_id), None).await?;
+                channel.publish(RunEvent::Image(generated.event()));
+                self.publish_progress(&run, &channel, "imaging", "Picture ready", 95)
+                    .await?;
+                Ok(Some(generated))
+            }
+            Err(message) => {
+                store::save_image_result(&self.db, run.id, None, Some(&message)).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Makes the picture of the companion's scene as the state is now; a failure is a message for people.
+    async fn picture(&self, run: &RunRow) -> Result<Generated, String> {
+        let companion = companions::store::find_owned(&self.db, run.user_id, run.companion_id)
+            .await
+            .map_err(|err| {
+                tracing::error!(error = %err, "cannot load the companion for a picture");
+                "Something went wrong while preparing the picture.".to_owned()
+            })?
+            .ok_or_else(|| "The companion no longer exists.".to_owned())?;
+        let request = crate::images::generate::scene_request(
+            &companion.profile.0,
+            &companion.live_state.0,
+            &self.imaging.settings,
+        );
+        self.imaging
+            .generate(
+                &request,
+                Destination {
+                    owner: run.user_id,
+                    companion: Some(run.companion_id),
+                    source: Source::Chat,
+                },
+                &run.correlation_id,
+            )
+            .await
+            .map_err(|err| err.user_message())
+    }
+
     /// Step `finalize`: run id + reply → the stored message id (exactly once; `None` when the run had
     /// already ended another way).
     pub async fn finalize_step(
@@ -366,11 +465,8 @@ impl ChatExecutor {
                     step: "Done".into(),
                     progress: 100,
                 });
-                channel.publish(RunEvent::Done {
-                    message_id,
-                    html: render::to_html(reply),
-                    content: reply.to_owned(),
-                });
+                let done = done_event(&self.db, run.companion_id, message_id, reply).await;
+                channel.publish(done);
                 Some(message_id)
             }
             Finished::Now(None) | Finished::Already => {
@@ -572,12 +668,40 @@ impl ChatExecutor {
     }
 }
 
+/// The `done` event of a stored reply, with its picture (or why it has none); `fallback` is the text when
+/// the message cannot be read back.
+async fn done_event(db: &Db, companion: Uuid, message_id: Uuid, fallback: &str) -> RunEvent {
+    let message = store::message(db, companion, message_id).await.ok().flatten();
+    let content = message
+        .as_ref()
+        .map_or_else(|| fallback.to_owned(), |m| m.content.clone());
+    let image = message.as_ref().and_then(|m| {
+        Some(
+            Generated {
+                image_id: m.image_id?,
+                width: u32::try_from(m.image_width.unwrap_or(0)).unwrap_or(0),
+                height: u32::try_from(m.image_height.unwrap_or(0)).unwrap_or(0),
+            }
+            .event(),
+        )
+    });
+    RunEvent::Done {
+        message_id,
+        html: render::to_html(&content),
+        content,
+        image,
+        image_error: message.and_then(|m| m.image_error),
+    }
+}
+
 fn publish_cancelled(channel: &RunChannel, run: &RunRow, message: Option<Uuid>, partial: &str) {
     channel.publish(match message {
         Some(message_id) => RunEvent::Done {
             message_id,
             content: partial.to_owned(),
             html: render::to_html(partial),
+            image: None,
+            image_error: None,
         },
         None => RunEvent::Error {
             code: "cancelled".into(),
@@ -593,16 +717,7 @@ pub async fn terminal_event(run: &RunRow, db: &Db) -> Option<RunEvent> {
     match run.status.as_str() {
         "completed" | "cancelled" if run.assistant_message_id.is_some() => {
             let message_id = run.assistant_message_id?;
-            let content = store::message(db, run.companion_id, message_id)
-                .await
-                .ok()
-                .flatten()
-                .map_or_else(|| run.partial_text.clone(), |m| m.content);
-            Some(RunEvent::Done {
-                message_id,
-                html: render::to_html(&content),
-                content,
-            })
+            Some(done_event(db, run.companion_id, message_id, &run.partial_text).await)
         }
         "completed" | "failed" | "cancelled" => Some(RunEvent::Error {
             code: run.error_code.clone().unwrap_or_else(|| "cancelled".into()),

@@ -20,6 +20,12 @@ pub struct MessageRow {
     pub content: String,
     /// An attached image, if any.
     pub image_id: Option<Uuid>,
+    /// Why the picture asked for with this reply could not be made.
+    pub image_error: Option<String>,
+    /// The attached image's width.
+    pub image_width: Option<i32>,
+    /// The attached image's height.
+    pub image_height: Option<i32>,
     /// When it was written.
     pub created_at: Timestamp,
     /// When it was last edited.
@@ -31,6 +37,8 @@ pub struct MessageRow {
 pub struct RunRow {
     /// Id (the stream's address).
     pub id: Uuid,
+    /// `reply` (answer a message) or `image` (only redo the picture of `assistant_message_id`).
+    pub kind: String,
     /// The companion.
     pub companion_id: Uuid,
     /// The owner.
@@ -43,6 +51,10 @@ pub struct RunRow {
     pub assistant_message_id: Option<Uuid>,
     /// Whether an image was asked for.
     pub generate_image: bool,
+    /// The picture the image step made, until it is attached to the stored reply.
+    pub image_id: Option<Uuid>,
+    /// Why the image step could not make the picture.
+    pub image_error: Option<String>,
     /// `queued`, `responding`, `analyzing`, `imaging`, `completed`, `failed`, `cancelled`.
     pub status: String,
     /// Human-readable step.
@@ -78,11 +90,13 @@ impl RunRow {
     }
 }
 
-const RUN_COLUMNS: &str = "id, companion_id, user_id, user_message_id, replaces_message_id, \
-     assistant_message_id, generate_image, status, step, progress, partial_text, text_epoch, state_after, error_code, \
+const RUN_COLUMNS: &str = "id, kind, companion_id, user_id, user_message_id, replaces_message_id, \
+     assistant_message_id, generate_image, image_id, image_error, status, step, progress, partial_text, text_epoch, state_after, error_code, \
      error_message, retryable, attempts, correlation_id, deadline_at, created_at";
 
-const MESSAGE_COLUMNS: &str = "id, role, content, image_id, created_at, edited_at";
+const MESSAGE_COLUMNS: &str = "m.id, m.role, m.content, m.image_id, m.image_error, \
+     (SELECT i.width FROM images i WHERE i.id = m.image_id) AS image_width, \
+     (SELECT i.height FROM images i WHERE i.id = m.image_id) AS image_height, m.created_at, m.edited_at";
 
 /// A run to create.
 pub struct NewRun<'a> {
@@ -186,6 +200,68 @@ pub async fn start_run(db: &Db, new: &NewRun<'_>) -> Result<RunRow, StartError> 
         }
         Err(err) => Err(err.into()),
     }
+}
+
+/// Starts a run that only makes the picture of the reply `message` again (its first try failed).
+pub async fn start_image_run(
+    db: &Db,
+    user: Uuid,
+    companion: Uuid,
+    message: Uuid,
+    correlation_id: &str,
+    deadline: Timestamp,
+) -> Result<RunRow, StartError> {
+    let now = Timestamp::now();
+    let run_id = Uuid::now_v7();
+    let inserted = db_dispatch!(db, pool => sqlx::query(
+        "INSERT INTO chat_runs (id, kind, companion_id, user_id, user_message_id, assistant_message_id, \
+             generate_image, status, step, progress, partial_text, retryable, attempts, correlation_id, \
+             deadline_at, created_at, updated_at) \
+         VALUES ($1, 'image', $2, $3, $4, $4, TRUE, 'queued', 'Waiting to start', 0, '', FALSE, 0, $5, $6, \
+             $7, $8)",
+    )
+    .bind(run_id)
+    .bind(companion)
+    .bind(user)
+    .bind(message)
+    .bind(correlation_id)
+    .bind(deadline)
+    .bind(now)
+    .bind(now)
+    .execute(pool)
+    .await
+    .map(|_| ()));
+    match inserted {
+        Ok(()) => find_run(db, run_id)
+            .await?
+            .ok_or(StartError::Database(sqlx::Error::RowNotFound)),
+        Err(err)
+            if violates_unique(&err, "chat_runs_one_active_idx")
+                || violates_unique(&err, "chat_runs.companion_id") =>
+        {
+            Err(StartError::Active)
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Records what the image step produced: the picture, or why there is none.
+pub async fn save_image_result(
+    db: &Db,
+    run: Uuid,
+    image: Option<Uuid>,
+    error: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    db_dispatch!(db, pool => sqlx::query(
+        "UPDATE chat_runs SET image_id = $1, image_error = $2, updated_at = $3 WHERE id = $4",
+    )
+    .bind(image)
+    .bind(error)
+    .bind(Timestamp::now())
+    .bind(run)
+    .execute(pool)
+    .await
+    .map(|_| ()))
 }
 
 /// A run by id.
@@ -424,6 +500,29 @@ async fn finish(
             tx.rollback().await?;
             return Ok(Finished::Already);
         }
+        // The picture the image step made (or why not), as recorded by now.
+        let (image_id, image_error): (Option<Uuid>, Option<String>) = sqlx::query_as(
+            "SELECT image_id, image_error FROM chat_runs WHERE id = $1",
+        )
+        .bind(run.id)
+        .fetch_one(&mut *tx)
+        .await?;
+        if run.kind == "image" {
+            // Only the picture of an existing reply was redone: attach it, or say why there is none.
+            if let Some(target) = run.assistant_message_id {
+                let error = match image_id {
+                    Some(_) => None,
+                    None => Some(
+                        image_error
+                            .or_else(|| message.map(str::to_owned))
+                            .unwrap_or_else(|| NO_PICTURE.to_owned()),
+                    ),
+                };
+                attach_image(&mut tx, run.companion_id, target, image_id, error.as_deref()).await?;
+            }
+            tx.commit().await?;
+            return Ok(Finished::Now(run.assistant_message_id));
+        }
         if let (Some(id), Some(text)) = (message_id, content) {
             if let Some(replaced) = run.replaces_message_id {
                 sqlx::query("DELETE FROM messages WHERE id = $1 AND companion_id = $2")
@@ -442,15 +541,67 @@ async fn finish(
             .bind(now)
             .execute(&mut *tx)
             .await?;
+            if run.generate_image {
+                let error = match image_id {
+                    Some(_) => None,
+                    None => Some(image_error.unwrap_or_else(|| NO_PICTURE.to_owned())),
+                };
+                attach_image(&mut tx, run.companion_id, id, image_id, error.as_deref()).await?;
+            }
             sqlx::query("UPDATE chat_runs SET assistant_message_id = $1 WHERE id = $2")
                 .bind(id)
                 .bind(run.id)
+                .execute(&mut *tx)
+                .await?;
+        } else if let Some(image) = image_id {
+            // No reply was kept, so its picture has nothing to illustrate.
+            sqlx::query("DELETE FROM images WHERE id = $1 AND message_id IS NULL")
+                .bind(image)
                 .execute(&mut *tx)
                 .await?;
         }
         tx.commit().await?;
         Ok(Finished::Now(message_id))
     }.await)
+}
+
+/// Why a reply that asked for a picture has none, when nothing more precise is known.
+const NO_PICTURE: &str = "The picture was not made.";
+
+/// Attaches a picture (or the reason for its absence) to a reply, inside the caller's transaction.
+async fn attach_image<'c, DB>(
+    tx: &mut sqlx::Transaction<'c, DB>,
+    companion: Uuid,
+    message: Uuid,
+    image: Option<Uuid>,
+    error: Option<&str>,
+) -> Result<(), sqlx::Error>
+where
+    DB: sqlx::Database,
+    for<'e> &'e mut DB::Connection: sqlx::Executor<'e, Database = DB>,
+    for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    Uuid: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Option<Uuid>: sqlx::Encode<'q, DB>,
+    for<'q> Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    sqlx::query(
+        "UPDATE messages SET image_id = COALESCE($1, image_id), image_error = $2 \
+         WHERE id = $3 AND companion_id = $4",
+    )
+    .bind(image)
+    .bind(error)
+    .bind(message)
+    .bind(companion)
+    .execute(&mut **tx)
+    .await?;
+    if let Some(image) = image {
+        sqlx::query("UPDATE images SET message_id = $1 WHERE id = $2")
+            .bind(message)
+            .bind(image)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
 }
 
 /// A page of messages, newest first, older than `before` when given.
@@ -464,7 +615,7 @@ pub async fn messages(
     match before {
         None => {
             let sql = format!(
-                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE companion_id = $1 \
+                "SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.companion_id = $1 \
                  ORDER BY created_at DESC, id DESC LIMIT $2"
             );
             db_dispatch!(db, pool => sqlx::query_as(&sql).bind(companion).bind(limit).fetch_all(pool).await)
@@ -504,7 +655,7 @@ pub async fn message(
     companion: Uuid,
     id: Uuid,
 ) -> Result<Option<MessageRow>, sqlx::Error> {
-    let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1 AND companion_id = $2");
+    let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.id = $1 AND m.companion_id = $2");
     db_dispatch!(db, pool => sqlx::query_as(&sql).bind(id).bind(companion).fetch_optional(pool).await)
 }
 

@@ -117,8 +117,14 @@ fn event(event: &RunEvent) -> Event {
             message_id,
             content,
             html,
+            image,
+            image_error,
         } => Event::default().event("done").data(
-            json!({ "message_id": message_id, "content": content, "html": html }).to_string(),
+            json!({
+                "message_id": message_id, "content": content, "html": html,
+                "image": image, "image_error": image_error,
+            })
+            .to_string(),
         ),
         RunEvent::Error {
             code,

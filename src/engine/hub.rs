@@ -50,6 +50,10 @@ pub enum RunEvent {
         content: String,
         /// Its display HTML (sanitised).
         html: String,
+        /// The attached picture (`{"id","url","width","height"}`), if any.
+        image: Option<Value>,
+        /// Why the picture asked for could not be made.
+        image_error: Option<String>,
     },
     /// The run failed or was cancelled; the stream ends.
     Error {

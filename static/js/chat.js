@@ -1,7 +1,8 @@
 // Chat: sends messages, streams replies token by token (as text, never as HTML), reconnects exactly where a
 // dropped stream stopped (1 s, 2 s, 4 s … up to 30 s; after 3 failures "Connection lost" with Retry, and again
 // when the tab becomes visible), Stop, Retry of a failed reply, loading older messages, and the message actions
-// (edit your message, delete, regenerate the last reply). Enhances templates/chat/page.html.
+// (edit your message, delete, regenerate the last reply), pictures (the Picture toggle, the `image` event, "image
+// failed" with Retry picture). Enhances templates/chat/page.html.
 
 const root = document.getElementById("chat");
 const companionId = root.dataset.companionId;
@@ -16,8 +17,9 @@ const status = document.getElementById("composer-status");
 const progressBox = document.getElementById("chat-progress");
 const progressFill = document.getElementById("progress-fill");
 const progressStep = document.getElementById("progress-step");
+const pictureToggle = document.getElementById("generate-image");
 
-let current = null; // { runId, source, bubble, text, lastId, failures, timer, replacing }
+let current = null; // { runId, source, bubble, text, lastId, failures, timer, replacing, pictureOnly }
 
 async function api(method, url, body) {
   const response = await fetch(url, {
@@ -78,6 +80,64 @@ function setServerHtml(item, html) {
   item.querySelector(".message__body").innerHTML = html;
 }
 
+// A message's picture, or why it has none (with Retry picture when a backend is connected).
+function showPicture(item, image, error) {
+  for (const old of item.querySelectorAll(".message__picture, .message__picture-failed")) old.remove();
+  const actions = item.querySelector(".message__actions");
+  let box = null;
+  if (image) {
+    box = document.createElement("figure");
+    box.className = "message__picture";
+    const link = document.createElement("a");
+    link.href = image.url;
+    link.target = "_blank";
+    link.rel = "noopener";
+    const img = document.createElement("img");
+    img.src = image.url;
+    if (image.width) img.width = image.width;
+    if (image.height) img.height = image.height;
+    img.alt = "Picture of the scene";
+    img.addEventListener("load", scrollDown, { once: true });
+    link.append(img);
+    box.append(link);
+  } else if (error) {
+    box = document.createElement("div");
+    box.className = "message__picture-failed";
+    box.setAttribute("role", "status");
+    const text = document.createElement("span");
+    text.textContent = `Image failed: ${error}`;
+    box.append(text);
+    if (pictureToggle && !pictureToggle.disabled) {
+      const retry = document.createElement("button");
+      retry.type = "button";
+      retry.className = "button button--small button--secondary";
+      retry.dataset.retryImage = "";
+      retry.textContent = "Retry picture";
+      retry.addEventListener("click", () => retryPicture(item));
+      box.append(retry);
+    }
+  }
+  if (box) item.insertBefore(box, actions);
+}
+
+function showPicturePending(item) {
+  for (const old of item.querySelectorAll(".message__picture, .message__picture-failed")) old.remove();
+  const box = document.createElement("div");
+  box.className = "message__picture-failed message__picture--pending";
+  box.textContent = "Picturing the scene…";
+  item.insertBefore(box, item.querySelector(".message__actions"));
+}
+
+async function retryPicture(item) {
+  if (current) return;
+  try {
+    const started = await api("POST", `/api/v1/messages/${item.dataset.messageId}/image/retry`);
+    follow(started.run_id, { pictureOf: item });
+  } catch (error) {
+    status.textContent = error.message + (error.correlationId ? ` (reference ${error.correlationId})` : "");
+  }
+}
+
 function clearRunError() {
   const old = document.getElementById("run-error");
   if (old) old.remove();
@@ -127,12 +187,20 @@ function connectionLost() {
   log.append(box);
 }
 
-function follow(runId, { replacing = null } = {}) {
+function follow(runId, { replacing = null, pictureOf = null } = {}) {
   clearRunError();
-  const live = bubble("assistant");
-  live.classList.add("message--live");
-  list.append(live);
-  current = { runId, source: null, bubble: live, text: "", lastId: null, failures: 0, timer: null, replacing };
+  let live = pictureOf;
+  if (pictureOf) {
+    showPicturePending(pictureOf);
+  } else {
+    live = bubble("assistant");
+    live.classList.add("message--live");
+    list.append(live);
+  }
+  current = {
+    runId, source: null, bubble: live, text: "", lastId: null, failures: 0, timer: null, replacing,
+    pictureOnly: Boolean(pictureOf),
+  };
   setBusy(true);
   open();
   scrollDown();
@@ -171,12 +239,18 @@ function open() {
     if (data.location) document.getElementById("state-location").textContent = data.location;
     if (data.action) document.getElementById("state-action").textContent = data.action;
   });
+  source.addEventListener("image", (event) => {
+    const data = JSON.parse(event.data);
+    showPicture(run.bubble, data, null);
+    scrollDown();
+  });
   source.addEventListener("done", (event) => {
     const data = JSON.parse(event.data);
     source.close();
     run.bubble.classList.remove("message--live");
     run.bubble.dataset.messageId = data.message_id;
-    setServerHtml(run.bubble, data.html);
+    if (!run.pictureOnly) setServerHtml(run.bubble, data.html);
+    showPicture(run.bubble, data.image, data.image_error);
     if (run.replacing) run.replacing.remove();
     finish();
   });
@@ -185,6 +259,11 @@ function open() {
       // The server's own error event: the run failed or was stopped.
       const data = JSON.parse(event.data);
       source.close();
+      if (run.pictureOnly) {
+        showPicture(run.bubble, null, data.message);
+        finish();
+        return;
+      }
       run.bubble.remove();
       if (run.replacing) run.replacing.classList.remove("message--replacing");
       if (data.code !== "cancelled") showRunError(run.runId, data.message, data.correlation_id, data.retryable);
@@ -234,7 +313,7 @@ form.addEventListener("submit", async (event) => {
   try {
     const started = await api("POST", `/api/v1/companions/${companionId}/messages`, {
       content,
-      generate_image: false,
+      generate_image: Boolean(pictureToggle && pictureToggle.checked),
       client_request_id: crypto.randomUUID(),
     });
     const mine = bubble("user", started.user_message_id);
@@ -382,6 +461,7 @@ if (older) {
       for (const message of page.messages) {
         const item = bubble(message.role, message.id);
         setServerHtml(item, message.html);
+        showPicture(item, message.image, message.image_error);
         list.prepend(item);
       }
       if (!page.has_more) older.remove();
@@ -392,6 +472,15 @@ if (older) {
   });
 }
 
+for (const button of list.querySelectorAll("[data-retry-image]")) {
+  button.addEventListener("click", () => retryPicture(button.closest(".message")));
+}
+
 decorate();
 scrollDown();
-if (root.dataset.activeRun) follow(root.dataset.activeRun);
+if (root.dataset.activeRun) {
+  const pictureOf = root.dataset.activePictureOf
+    ? list.querySelector(`.message[data-message-id="${CSS.escape(root.dataset.activePictureOf)}"]`)
+    : null;
+  follow(root.dataset.activeRun, { pictureOf });
+}
