@@ -138,9 +138,10 @@ pub async fn may_picture(state: &AppState, current: &CurrentUser) -> Result<(), 
     if state.imaging.client().is_none() {
         return Err(AppError::Unavailable {
             code: "image_backend_not_configured",
-            message: "No image backend is connected yet: set SD_API_URL (AUTOMATIC1111 / Forge) or \
+            message:
+                "No image backend is connected yet: set SD_API_URL (AUTOMATIC1111 / Forge) or \
                       IMAGE_BACKEND=openai with IMAGE_API_URL, and restart."
-                .into(),
+                    .into(),
         });
     }
     state

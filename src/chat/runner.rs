@@ -374,7 +374,8 @@ impl ChatExecutor {
         let run = self.load(run_id).await?;
         let channel = self.hub.open(run.id);
         if let Some(image_id) = run.image_id
-            && let Some(image) = crate::media::store::find_owned(&self.db, run.user_id, image_id).await?
+            && let Some(image) =
+                crate::media::store::find_owned(&self.db, run.user_id, image_id).await?
         {
             let generated = Generated {
                 image_id,
@@ -671,7 +672,10 @@ impl ChatExecutor {
 /// The `done` event of a stored reply, with its picture (or why it has none); `fallback` is the text when
 /// the message cannot be read back.
 async fn done_event(db: &Db, companion: Uuid, message_id: Uuid, fallback: &str) -> RunEvent {
-    let message = store::message(db, companion, message_id).await.ok().flatten();
+    let message = store::message(db, companion, message_id)
+        .await
+        .ok()
+        .flatten();
     let content = message
         .as_ref()
         .map_or_else(|| fallback.to_owned(), |m| m.content.clone());

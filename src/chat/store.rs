@@ -655,7 +655,8 @@ pub async fn message(
     companion: Uuid,
     id: Uuid,
 ) -> Result<Option<MessageRow>, sqlx::Error> {
-    let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.id = $1 AND m.companion_id = $2");
+    let sql =
+        format!("SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.id = $1 AND m.companion_id = $2");
     db_dispatch!(db, pool => sqlx::query_as(&sql).bind(id).bind(companion).fetch_optional(pool).await)
 }
 

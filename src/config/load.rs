@@ -11,8 +11,8 @@ use ipnet::IpNet;
 use url::Url;
 
 use super::{
-    AuthConfig, CleanupConfig, Config, ImageBackendConfig, ImageSettings, LlmConfig, LogFormat, RateLimit,
-    RateLimits, Secret, StorageConfig, StyleSettings, WorkflowEngineConfig,
+    AuthConfig, CleanupConfig, Config, ImageBackendConfig, ImageSettings, LlmConfig, LogFormat,
+    RateLimit, RateLimits, Secret, StorageConfig, StyleSettings, WorkflowEngineConfig,
 };
 
 /// One thing wrong with one variable.

@@ -157,7 +157,9 @@ impl Imaging {
     ) -> Result<Generated, GenerateError> {
         let client = self.client.as_ref().ok_or(GenerateError::NotConfigured)?;
         let started = std::time::Instant::now();
-        let result = self.make(client, request, destination, correlation_id).await;
+        let result = self
+            .make(client, request, destination, correlation_id)
+            .await;
         let outcome = match &result {
             Ok(_) => "ok",
             Err(err) => err.code(),

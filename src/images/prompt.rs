@@ -55,14 +55,7 @@ const UNDERWEAR_BOTTOM_WORDS: &[&str] = &[
 ];
 const UNDERWEAR_BOTH_WORDS: &[&str] = &["lingerie", "underwear"];
 const FULL_BODY_WORDS: &[&str] = &[
-    "dress",
-    "sundress",
-    "gown",
-    "jumpsuit",
-    "overalls",
-    "romper",
-    "kimono",
-    "yukata",
+    "dress", "sundress", "gown", "jumpsuit", "overalls", "romper", "kimono", "yukata",
 ];
 const OUTERWEAR_WORDS: &[&str] = &[
     "hoodie",
@@ -417,7 +410,10 @@ mod tests {
             "a coat covers the top only"
         );
         assert_eq!(
-            visible(&[worn("other", "silk lingerie"), worn("other", "evening gown")]),
+            visible(&[
+                worn("other", "silk lingerie"),
+                worn("other", "evening gown")
+            ]),
             ["evening gown"]
         );
     }
@@ -429,7 +425,11 @@ mod tests {
         let prompt = scene(&profile(), &state, &style());
         assert!(prompt.prompt.chars().count() <= MAX_PROMPT_CHARS);
         assert!(!prompt.prompt.contains('<'), "{}", prompt.prompt);
-        assert!(prompt.prompt.starts_with("masterpiece, best quality, 1girl, solo, shirt"));
+        assert!(
+            prompt
+                .prompt
+                .starts_with("masterpiece, best quality, 1girl, solo, shirt")
+        );
     }
 
     #[test]

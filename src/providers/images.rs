@@ -216,7 +216,9 @@ impl ImageClient {
                 (join_url(url, "images/generations"), body, api_key.as_ref())
             }
         };
-        let answer = self.post_with_retries(&url, &body, api_key, correlation_id).await?;
+        let answer = self
+            .post_with_retries(&url, &body, api_key, correlation_id)
+            .await?;
         let encoded = match &self.backend {
             Backend::SdApi { .. } => answer
                 .get("images")
@@ -387,6 +389,9 @@ mod tests {
             decode_base64("not base64!"),
             Err(ImageGenError::Malformed(_))
         ));
-        assert!(matches!(decode_base64(""), Err(ImageGenError::Malformed(_))));
+        assert!(matches!(
+            decode_base64(""),
+            Err(ImageGenError::Malformed(_))
+        ));
     }
 }

@@ -8,4 +8,5 @@ mod accounts;
 mod browser;
 mod chat;
 mod companions;
+mod images;
 mod platform;

@@ -129,7 +129,8 @@ async fn bad_messages_and_ids_get_clear_answers(backend: Backend) {
             Some(json!({"content": "hi", "generate_image": true})),
         )
         .await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["code"], "image_backend_not_configured");
     let (status, _) = alice
         .api(
             Method::POST,

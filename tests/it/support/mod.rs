@@ -1,6 +1,7 @@
 //! Test harness: the real app on a port-0 listener with its own fresh database, on SQLite or PostgreSQL.
 
 pub mod fake_http;
+pub mod fake_images;
 pub mod fake_llm;
 pub mod html_form;
 pub mod images;
@@ -203,6 +204,28 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.address, path)
+    }
+
+    /// Every file in the media folder (relative paths, sorted).
+    pub fn stored_files(&self) -> Vec<String> {
+        fn walk(root: &Path, folder: &Path, found: &mut Vec<String>) {
+            let Ok(entries) = std::fs::read_dir(folder) else {
+                return;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    walk(root, &path, found);
+                } else {
+                    found.push(path.strip_prefix(root).unwrap().display().to_string());
+                }
+            }
+        }
+        let root = self.data_dir().join("media");
+        let mut found = Vec::new();
+        walk(&root, &root, &mut found);
+        found.sort();
+        found
     }
 
     pub fn data_dir(&self) -> PathBuf {
