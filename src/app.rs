@@ -37,7 +37,7 @@ use crate::providers::llm::LlmClient;
 use crate::state::AppState;
 use crate::web::security_headers::{SecurityHeaders, add_security_headers};
 use crate::web::{RateLimiter, assets, csrf, error_pages, observe, session};
-use crate::{accounts, chat, companions, home, ops, providers};
+use crate::{accounts, chat, companions, home, images, ops, providers};
 
 /// Hard cap on any request body; uploads are the largest legitimate bodies.
 pub const MAX_REQUEST_BYTES: usize = 12 * 1024 * 1024;
@@ -163,6 +163,24 @@ impl App {
                 move || purge_expired(db.clone(), limiter.clone())
             },
         );
+        let cleanup = self.config.cleanup.interval.map(|interval| {
+            ops::jobs::spawn_periodic(
+                JobLeases::new(self.db.clone(), instance.clone()),
+                "cleanup-images",
+                interval,
+                {
+                    let (db, media) = (self.db.clone(), self.media.clone());
+                    let grace = self.config.cleanup.grace;
+                    move || {
+                        let (db, media) = (db.clone(), media.clone());
+                        async move {
+                            images::cleanup::sweep(&db, &media, grace, false).await?;
+                            Ok(())
+                        }
+                    }
+                },
+            )
+        });
         let upkeep = {
             let metrics = self.metrics.clone();
             tokio::spawn(async move {
@@ -189,6 +207,9 @@ impl App {
 
         upkeep.abort();
         purge.abort();
+        if let Some(cleanup) = cleanup {
+            cleanup.abort();
+        }
         sweeper.abort();
         engine.shutdown().await;
         self.db.close().await;
@@ -256,17 +277,23 @@ pub fn router(state: AppState) -> Router {
         .merge(chat::router())
         .route_layer(from_fn_with_state(state.clone(), csrf::verify_csrf))
         .route_layer(from_fn_with_state(state.clone(), session::load_session));
+    // Generating a picture waits for the image backend, which is bounded by IMAGE_TIMEOUT_SECS (and its
+    // retries) rather than by the request timeout.
+    let waits_for_images = images::router()
+        .route_layer(from_fn_with_state(state.clone(), csrf::verify_csrf))
+        .route_layer(from_fn_with_state(state.clone(), session::load_session));
     Router::new()
         .merge(features)
         .merge(ops::router())
         .route("/static/{*path}", get(assets::serve_asset))
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
-        .layer(RequestBodyLimitLayer::new(MAX_REQUEST_BYTES))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
+        .merge(waits_for_images)
+        .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
+        .layer(RequestBodyLimitLayer::new(MAX_REQUEST_BYTES))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(from_fn(error_pages::render_errors))
         .layer(CompressionLayer::new())

@@ -41,6 +41,15 @@ pub enum Command {
         /// The account's username or email.
         identifier: String,
     },
+    /// Delete stored image files that nothing references any more (older than the grace period).
+    CleanupImages {
+        /// Report what would be deleted without deleting anything.
+        #[arg(long)]
+        dry_run: bool,
+        /// Keep unreferenced files younger than this many minutes (default: CLEANUP_GRACE_MINUTES).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(0..=525_600))]
+        grace_minutes: Option<u32>,
+    },
 }
 
 /// Parses the command line, runs the command, and turns the outcome into an exit code.
@@ -76,6 +85,10 @@ pub fn main_entry() -> ExitCode {
             Some(Command::UnlockUser { identifier }) => {
                 unlock_user_command(&config, &identifier, &mut stdout).await
             }
+            Some(Command::CleanupImages {
+                dry_run,
+                grace_minutes,
+            }) => cleanup_images_command(&config, dry_run, grace_minutes, &mut stdout).await,
             Some(Command::CheckConfig) => Ok(()),
         }
     });
@@ -159,6 +172,41 @@ pub async fn unlock_user_command(
             "no account has the username or email {identifier:?}"
         )),
     }
+}
+
+/// `cleanup-images [--dry-run] [--grace-minutes N]`: one sweep of orphaned image files, with its report.
+pub async fn cleanup_images_command(
+    config: &Config,
+    dry_run: bool,
+    grace_minutes: Option<u32>,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let db = Db::connect(config.database_url.expose()).await?;
+    let status = migrate::status(&db).await?;
+    if let Some(problem) = status.incompatibility() {
+        return Err(problem.into());
+    }
+    let media = crate::media::MediaStorage::open(&config.storage)?;
+    let grace = grace_minutes.map_or(config.cleanup.grace, |minutes| {
+        std::time::Duration::from_secs(u64::from(minutes) * 60)
+    });
+    let report = crate::images::cleanup::sweep(&db, &media, grace, dry_run).await;
+    db.close().await;
+    let report = report?;
+    let verb = if dry_run { "would delete" } else { "deleted" };
+    writeln!(
+        out,
+        "scanned {} files; {verb} {} orphaned ({} bytes); kept {} younger than {} minutes; \
+         left {} foreign files alone; took {} ms",
+        report.scanned,
+        report.orphans,
+        report.freed_bytes,
+        report.young,
+        grace.as_secs() / 60,
+        report.foreign,
+        report.duration_ms
+    )?;
+    Ok(())
 }
 
 async fn print_status(db: &Db, out: &mut impl Write) -> anyhow::Result<()> {
@@ -289,6 +337,14 @@ mod tests {
             Ok(Some(Command::UnlockUser { identifier })) if identifier == "alice"
         ));
         assert!(parse(&["companion-hub", "unlock-user"]).is_err());
+        assert!(matches!(
+            parse(&["companion-hub", "cleanup-images", "--dry-run", "--grace-minutes", "0"]),
+            Ok(Some(Command::CleanupImages {
+                dry_run: true,
+                grace_minutes: Some(0)
+            }))
+        ));
+        assert!(parse(&["companion-hub", "cleanup-images", "--grace-minutes", "-5"]).is_err());
         assert!(parse(&["companion-hub", "launch-rockets"]).is_err());
     }
 }

@@ -133,23 +133,6 @@ async fn may_chat(state: &AppState, current: &CurrentUser) -> Result<(), AppErro
         .await
 }
 
-/// Refuses when no image backend is configured, then counts the picture against the image limit.
-pub async fn may_picture(state: &AppState, current: &CurrentUser) -> Result<(), AppError> {
-    if state.imaging.client().is_none() {
-        return Err(AppError::Unavailable {
-            code: "image_backend_not_configured",
-            message:
-                "No image backend is connected yet: set SD_API_URL (AUTOMATIC1111 / Forge) or \
-                      IMAGE_BACKEND=openai with IMAGE_API_URL, and restart."
-                    .into(),
-        });
-    }
-    state
-        .rate_limiter
-        .hit(Action::Image, &current.user.id.to_string())
-        .await
-}
-
 /// Creates and starts a run; 409 while another is unfinished.
 pub(super) async fn start(state: &AppState, new: NewRun<'_>) -> Result<RunRow, AppError> {
     match store::start_run(&state.db, &new).await {
@@ -248,7 +231,7 @@ async fn send_message(
     }
     may_chat(&state, &current).await?;
     if request.generate_image {
-        may_picture(&state, &current).await?;
+        crate::images::may_picture(&state, &current).await?;
     }
     let started = start(
         &state,
@@ -453,7 +436,7 @@ async fn retry_run(
     }
     may_chat(&state, &current).await?;
     if run.generate_image {
-        may_picture(&state, &current).await?;
+        crate::images::may_picture(&state, &current).await?;
     }
     let mut again = answer_again(
         &state,
@@ -500,7 +483,7 @@ async fn picture_again(
     companion: Uuid,
     message: Uuid,
 ) -> Result<Response, AppError> {
-    may_picture(state, current).await?;
+    crate::images::may_picture(state, current).await?;
     let run = match store::start_image_run(
         &state.db,
         current.user.id,

@@ -4,7 +4,7 @@ use uuid::Uuid;
 
 use super::profile::{LiveState, Profile};
 use super::store::{self, CompanionRecord};
-use crate::error::{AppError, FieldErrors};
+use crate::error::AppError;
 use crate::media::{self, Crop, MediaStorage};
 use crate::state::AppState;
 use crate::web::forms::FormErrors;
@@ -15,11 +15,7 @@ pub const PORTRAIT_SIDE: u32 = 800;
 
 /// 422 with the messages per field.
 pub fn invalid(errors: FormErrors) -> AppError {
-    let fields: FieldErrors = errors.into_inner();
-    AppError::Validation {
-        message: "Some fields are not valid; see the messages beside them.".into(),
-        fields,
-    }
+    errors.into_error()
 }
 
 /// Creates a companion (counted against the creation limit), with a portrait when given.
@@ -133,7 +129,9 @@ async fn stop_active_run(state: &AppState, id: Uuid) -> Result<(), AppError> {
 pub async fn reset(state: &AppState, user: &SessionUser, id: Uuid) -> Result<(), AppError> {
     let record = find(state, user, id).await?;
     stop_active_run(state, id).await?;
+    let pictures = media::store::keys_of_conversation(&state.db, id).await?;
     store::delete_conversation(&state.db, id).await?;
+    crate::images::cleanup::discard_unreferenced(&state.db, &state.media, pictures).await;
     let initial = LiveState::initial(&record.profile);
     if !store::reset_live_state(&state.db, user.id, id, &initial).await? {
         return Err(AppError::NotFound);
@@ -150,18 +148,8 @@ pub async fn delete(state: &AppState, user: &SessionUser, id: Uuid) -> Result<()
     if !store::delete(&state.db, user.id, id).await? {
         return Err(AppError::NotFound);
     }
-    for key in keys {
-        // The same picture may be used elsewhere by the same owner (content-addressed keys).
-        match media::store::is_referenced(&state.db, &key).await {
-            Ok(false) => {
-                if let Err(err) = state.media.delete(&key).await {
-                    tracing::warn!(error = %err, "cannot delete a companion's image file; the cleanup will");
-                }
-            }
-            Ok(true) => {}
-            Err(err) => tracing::warn!(error = %err, "cannot check an image file's references"),
-        }
-    }
+    // The same picture may be used elsewhere by the same owner (content-addressed keys).
+    crate::images::cleanup::discard_unreferenced(&state.db, &state.media, keys).await;
     tracing::info!(companion_id = %id, "companion deleted");
     Ok(())
 }

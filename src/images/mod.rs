@@ -1,5 +1,34 @@
 //! Pictures: the scene prompt, generation through the configured backend, the in-chat image step's
 //! logic, the generator page, the gallery and the orphaned-file cleanup.
 
+pub mod cleanup;
 pub mod generate;
+pub mod generator;
 pub mod prompt;
+
+use crate::error::AppError;
+use crate::state::AppState;
+use crate::web::{Action, CurrentUser};
+
+/// The routes of the generator and the gallery.
+pub fn router() -> axum::Router<AppState> {
+    generator::router()
+}
+
+/// Refuses when no image backend is configured, then counts the picture against the image limit.
+pub async fn may_picture(state: &AppState, current: &CurrentUser) -> Result<(), AppError> {
+    if state.imaging.client().is_none() {
+        return Err(AppError::Unavailable {
+            code: "image_backend_not_configured",
+            message:
+                "No image backend is connected yet: set SD_API_URL (AUTOMATIC1111 / Forge) or \
+                      IMAGE_BACKEND=openai with IMAGE_API_URL, and restart."
+                    .into(),
+        });
+    }
+    state
+        .rate_limiter
+        .hit(Action::Image, &current.user.id.to_string())
+        .await
+}
+

@@ -1,6 +1,8 @@
 //! Where image bytes live: an object store (a local folder today; S3-compatible later) keyed by content.
 
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use object_store::local::LocalFileSystem;
@@ -14,6 +16,34 @@ use crate::config::StorageConfig;
 #[derive(Clone, Debug)]
 pub struct MediaStorage {
     store: Arc<dyn ObjectStore>,
+    /// The folder of a local store: listed by our own walker, which never follows links.
+    local_root: Option<PathBuf>,
+}
+
+/// One stored file, as the orphan cleanup sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredObject {
+    /// Its key (`<owner>/<sha256>.<ext>`).
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// When it was last written.
+    pub modified: SystemTime,
+}
+
+/// True for keys this application writes: `<uuid>/<64 hex digits>.<jpg|png|webp|gif>`. Nothing else in
+/// the store is ever deleted by the cleanup.
+pub fn is_media_key(key: &str) -> bool {
+    let Some((owner, file)) = key.split_once('/') else {
+        return false;
+    };
+    let Some((hash, extension)) = file.split_once('.') else {
+        return false;
+    };
+    Uuid::parse_str(owner).is_ok_and(|id| id.hyphenated().to_string() == owner)
+        && hash.len() == 64
+        && hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        && matches!(extension, "jpg" | "png" | "webp" | "gif")
 }
 
 impl MediaStorage {
@@ -28,6 +58,7 @@ impl MediaStorage {
                     .map_err(|err| anyhow::anyhow!("cannot open the media folder: {err}"))?;
                 Ok(Self {
                     store: Arc::new(store),
+                    local_root: Some(folder.clone()),
                 })
             }
         }
@@ -74,6 +105,56 @@ impl MediaStorage {
         Ok(objects.len())
     }
 
+    /// Every file in the store, with size and age. A local folder is walked without following symbolic
+    /// links (a link is neither listed nor entered), so nothing outside the folder is ever seen.
+    pub async fn list_all(&self) -> anyhow::Result<Vec<StoredObject>> {
+        match &self.local_root {
+            Some(root) => {
+                let root = root.clone();
+                tokio::task::spawn_blocking(move || walk_local(&root)).await?
+            }
+            None => {
+                use futures_util::TryStreamExt;
+                let objects: Vec<_> = self.store.list(None).try_collect().await?;
+                Ok(objects
+                    .into_iter()
+                    .map(|meta| StoredObject {
+                        key: meta.location.to_string(),
+                        size: meta.size,
+                        modified: meta.last_modified.into(),
+                    })
+                    .collect())
+            }
+        }
+    }
+
+    /// When `key` was last written, or `None` when it is gone; a local key reached through a link is
+    /// treated as gone.
+    pub async fn modified(&self, key: &str) -> anyhow::Result<Option<SystemTime>> {
+        if let Some(root) = &self.local_root {
+            let path = root.join(key);
+            let owner = path.parent().map(std::path::Path::to_path_buf);
+            return tokio::task::spawn_blocking(move || {
+                let linked = |p: &std::path::Path| {
+                    std::fs::symlink_metadata(p).map(|m| m.file_type().is_symlink())
+                };
+                let plain = owner.as_deref().map(linked).is_some_and(|r| matches!(r, Ok(false)))
+                    && matches!(linked(&path), Ok(false));
+                if !plain {
+                    return Ok(None);
+                }
+                Ok(std::fs::metadata(&path)?.modified().ok())
+            })
+            .await?;
+        }
+        let path = Path::parse(key)?;
+        match self.store.head(&path).await {
+            Ok(meta) => Ok(Some(meta.last_modified.into())),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(err) => Err(err.into()),
+        }
+    }
+
     /// True when `key` exists.
     pub async fn exists(&self, key: &str) -> anyhow::Result<bool> {
         let path = Path::parse(key)?;
@@ -81,6 +162,67 @@ impl MediaStorage {
             Ok(_) => Ok(true),
             Err(object_store::Error::NotFound { .. }) => Ok(false),
             Err(err) => Err(err.into()),
+        }
+    }
+}
+
+/// Regular files under `root` (two levels: owner folders, then files), never following links.
+fn walk_local(root: &std::path::Path) -> anyhow::Result<Vec<StoredObject>> {
+    let mut found = Vec::new();
+    let mut folders = vec![(root.to_path_buf(), String::new())];
+    while let Some((folder, prefix)) = folders.pop() {
+        let entries = match std::fs::read_dir(&folder) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(err) => return Err(err.into()),
+        };
+        for entry in entries {
+            let entry = entry?;
+            // The entry's own type: a symbolic link reports as a link, not as what it points to.
+            let kind = entry.file_type()?;
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            let key = if prefix.is_empty() {
+                name
+            } else {
+                format!("{prefix}/{name}")
+            };
+            if kind.is_dir() && prefix.is_empty() {
+                folders.push((entry.path(), key));
+            } else if kind.is_file() {
+                let meta = entry.metadata()?;
+                found.push(StoredObject {
+                    key,
+                    size: meta.len(),
+                    modified: meta.modified()?,
+                });
+            }
+        }
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_our_own_keys_are_media_keys() {
+        let owner = "0192f0c4-4c6a-7c3e-9d2a-0123456789ab";
+        let hash = "a".repeat(64);
+        assert!(is_media_key(&format!("{owner}/{hash}.jpg")));
+        for key in [
+            format!("{owner}/{hash}.jpg#1"),
+            format!("{owner}/{hash}.exe"),
+            format!("{owner}/{}.jpg", "a".repeat(63)),
+            format!("{owner}/{}.jpg", "A".repeat(64)),
+            format!("{}/{hash}.jpg", owner.to_uppercase()),
+            format!("../{hash}.jpg"),
+            format!("{owner}/sub/{hash}.jpg"),
+            "notes.txt".to_owned(),
+        ] {
+            assert!(!is_media_key(&key), "{key}");
         }
     }
 }

@@ -116,6 +116,16 @@ pub async fn keys_of_companion(db: &Db, companion: Uuid) -> Result<Vec<String>, 
     .await)
 }
 
+/// The storage keys of the pictures in a companion's conversation (they go with it).
+pub async fn keys_of_conversation(db: &Db, companion: Uuid) -> Result<Vec<String>, sqlx::Error> {
+    db_dispatch!(db, pool => sqlx::query_scalar(
+        "SELECT DISTINCT storage_key FROM images WHERE companion_id = $1 AND message_id IS NOT NULL",
+    )
+    .bind(companion)
+    .fetch_all(pool)
+    .await)
+}
+
 /// True when some image row still refers to `key`.
 pub async fn is_referenced(db: &Db, key: &str) -> Result<bool, sqlx::Error> {
     let count: i64 = db_dispatch!(db, pool => sqlx::query_scalar(

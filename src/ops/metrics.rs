@@ -89,6 +89,26 @@ fn describe() {
         "llm_request_failures_total",
         "Failed calls to the language model, by kind"
     );
+    metrics::describe_counter!(
+        "images_generated_total",
+        "Picture generations, by outcome (ok or an error code)"
+    );
+    metrics::describe_histogram!(
+        "image_generation_duration_seconds",
+        "Time to generate, check and store one picture"
+    );
+    metrics::describe_counter!(
+        "image_request_failures_total",
+        "Failed calls to the image backend, by kind"
+    );
+    metrics::describe_counter!(
+        "images_orphans_deleted_total",
+        "Stored image files deleted by the orphan cleanup"
+    );
+    metrics::describe_counter!(
+        "images_orphan_bytes_freed_total",
+        "Bytes freed by the orphan cleanup"
+    );
 }
 
 /// `GET /metrics`: the Prometheus text format; needs `Authorization: Bearer <METRICS_TOKEN>` when set.

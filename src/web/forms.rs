@@ -51,6 +51,19 @@ impl FormErrors {
     pub fn into_inner(self) -> FieldErrors {
         self.0
     }
+
+    /// The 422 error carrying these messages.
+    pub fn into_error(self) -> crate::error::AppError {
+        crate::error::AppError::Validation {
+            message: "Some fields are not valid; see the messages beside them.".into(),
+            fields: self.0,
+        }
+    }
+
+    /// The messages of a 422 error, back as form errors (to re-render a form).
+    pub fn from_fields(fields: FieldErrors) -> Self {
+        Self(fields)
+    }
 }
 
 #[cfg(test)]
