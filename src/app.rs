@@ -275,11 +275,12 @@ pub fn router(state: AppState) -> Router {
         .merge(companions::router())
         .merge(media::routes::router())
         .merge(chat::router())
+        .merge(images::router())
         .route_layer(from_fn_with_state(state.clone(), csrf::verify_csrf))
         .route_layer(from_fn_with_state(state.clone(), session::load_session));
     // Generating a picture waits for the image backend, which is bounded by IMAGE_TIMEOUT_SECS (and its
     // retries) rather than by the request timeout.
-    let waits_for_images = images::router()
+    let waits_for_images = images::generator_router()
         .route_layer(from_fn_with_state(state.clone(), csrf::verify_csrf))
         .route_layer(from_fn_with_state(state.clone(), session::load_session));
     Router::new()

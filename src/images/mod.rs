@@ -2,16 +2,23 @@
 //! logic, the generator page, the gallery and the orphaned-file cleanup.
 
 pub mod cleanup;
+pub mod gallery;
 pub mod generate;
 pub mod generator;
 pub mod prompt;
+pub mod store;
 
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::web::{Action, CurrentUser};
 
-/// The routes of the generator and the gallery.
+/// The gallery's routes.
 pub fn router() -> axum::Router<AppState> {
+    gallery::router()
+}
+
+/// The generator's routes: they wait for the image backend, so they are not under the request timeout.
+pub fn generator_router() -> axum::Router<AppState> {
     generator::router()
 }
 
