@@ -338,7 +338,13 @@ mod tests {
         ));
         assert!(parse(&["companion-hub", "unlock-user"]).is_err());
         assert!(matches!(
-            parse(&["companion-hub", "cleanup-images", "--dry-run", "--grace-minutes", "0"]),
+            parse(&[
+                "companion-hub",
+                "cleanup-images",
+                "--dry-run",
+                "--grace-minutes",
+                "0"
+            ]),
             Ok(Some(Command::CleanupImages {
                 dry_run: true,
                 grace_minutes: Some(0)

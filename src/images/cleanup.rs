@@ -145,6 +145,9 @@ mod tests {
         let hour = Duration::from_secs(3600);
         assert!(older_than(now - 2 * hour, hour, now));
         assert!(!older_than(now - hour / 2, hour, now));
-        assert!(!older_than(now + hour, hour, now), "a clock in the future is young");
+        assert!(
+            !older_than(now + hour, hour, now),
+            "a clock in the future is young"
+        );
     }
 }

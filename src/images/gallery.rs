@@ -180,11 +180,20 @@ async fn show_album(
             AppError::BadRequest("The page link is not valid; start again from the gallery.".into())
         })?),
     };
-    let mut items =
-        store::album_page(&state.db, current.user.id, companion_id, before, PAGE_SIZE + 1).await?;
+    let mut items = store::album_page(
+        &state.db,
+        current.user.id,
+        companion_id,
+        before,
+        PAGE_SIZE + 1,
+    )
+    .await?;
     let older = (items.len() > PAGE_SIZE as usize).then(|| {
         items.truncate(PAGE_SIZE as usize);
-        items.last().map(|item| item.id.to_string()).unwrap_or_default()
+        items
+            .last()
+            .map(|item| item.id.to_string())
+            .unwrap_or_default()
     });
     let count = store::album_counts(&state.db, current.user.id)
         .await?

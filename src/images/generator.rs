@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 
 use askama::Template;
-use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -111,7 +111,11 @@ pub struct Checked {
     pub companion: Option<Uuid>,
 }
 
+/// A whole number in range; an empty field takes the style's default.
 fn whole(errors: &mut FormErrors, field: &str, raw: &str, min: i64, max: i64, default: i64) -> i64 {
+    if raw.trim().is_empty() {
+        return default;
+    }
     match raw.trim().parse::<i64>() {
         Ok(n) if (min..=max).contains(&n) => n,
         _ => {
@@ -140,7 +144,8 @@ fn free_text(errors: &mut FormErrors, field: &str, raw: &str, required: bool) ->
     text.to_owned()
 }
 
-/// Checks every field at once (pure); `samplers` is the backend's list (empty when it takes none).
+/// Checks every field at once (pure); `samplers` is the backend's list (empty when it takes none). Empty
+/// numeric fields take the chosen style's settings.
 pub fn check(
     input: &GeneratorInput,
     settings: &ImageSettings,
@@ -148,7 +153,12 @@ pub fn check(
 ) -> Result<Checked, FormErrors> {
     let mut errors = FormErrors::new();
     let prompt = free_text(&mut errors, "prompt", &input.prompt, true);
-    let negative = free_text(&mut errors, "negative_prompt", &input.negative_prompt, false);
+    let negative = free_text(
+        &mut errors,
+        "negative_prompt",
+        &input.negative_prompt,
+        false,
+    );
     let style_name = match input.style.trim() {
         "" | "anime" => "anime",
         "realistic" => "realistic",
@@ -167,15 +177,30 @@ pub fn check(
     };
     let width = dimension("width", &input.width, style.width);
     let height = dimension("height", &input.height, style.height);
-    let steps = whole(&mut errors, "steps", &input.steps, 1, 150, 28);
+    let steps = whole(
+        &mut errors,
+        "steps",
+        &input.steps,
+        1,
+        150,
+        i64::from(style.steps),
+    );
     let cfg = match input.cfg.trim().parse::<f32>() {
+        _ if input.cfg.trim().is_empty() => style.cfg,
         Ok(n) if n.is_finite() && (1.0..=30.0).contains(&n) => n,
         _ => {
             errors.add("cfg", "Use a number from 1 to 30.");
             style.cfg
         }
     };
-    let seed = whole(&mut errors, "seed", &input.seed, -1, i64::from(u32::MAX), -1);
+    let seed = whole(
+        &mut errors,
+        "seed",
+        &input.seed,
+        -1,
+        i64::from(u32::MAX),
+        -1,
+    );
     let sampler = input.sampler.trim();
     let sampler = if samplers.is_empty() || sampler.is_empty() {
         style.sampler.clone()
@@ -211,7 +236,7 @@ pub fn check(
             negative: join(&style.negative, &negative),
             width,
             height,
-            steps: u32::try_from(steps).unwrap_or(28),
+            steps: u32::try_from(steps).unwrap_or(style.steps),
             cfg,
             sampler,
             scheduler: Some(style.scheduler.clone()).filter(|s| !s.is_empty()),
@@ -310,8 +335,8 @@ async fn make(
         return Err(GenerateError::NotConfigured.into());
     }
     let samplers = samplers(state, correlation).await;
-    let checked = check(input, &state.imaging.settings, &samplers)
-        .map_err(FormErrors::into_error)?;
+    let checked =
+        check(input, &state.imaging.settings, &samplers).map_err(FormErrors::into_error)?;
     if let Some(companion) = checked.companion
         && companions::store::find_owned(&state.db, current.user.id, companion)
             .await?
@@ -429,7 +454,11 @@ mod tests {
     }
 
     fn errors_of(input: &GeneratorInput) -> Vec<String> {
-        match check(input, &settings(), &["Euler a".to_owned(), "DPM++ 2M".to_owned()]) {
+        match check(
+            input,
+            &settings(),
+            &["Euler a".to_owned(), "DPM++ 2M".to_owned()],
+        ) {
             Ok(_) => Vec::new(),
             Err(errors) => errors.keys().map(str::to_owned).collect(),
         }

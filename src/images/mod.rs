@@ -38,4 +38,3 @@ pub async fn may_picture(state: &AppState, current: &CurrentUser) -> Result<(), 
         .hit(Action::Image, &current.user.id.to_string())
         .await
 }
-

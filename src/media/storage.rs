@@ -42,7 +42,9 @@ pub fn is_media_key(key: &str) -> bool {
     };
     Uuid::parse_str(owner).is_ok_and(|id| id.hyphenated().to_string() == owner)
         && hash.len() == 64
-        && hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        && hash
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         && matches!(extension, "jpg" | "png" | "webp" | "gif")
 }
 
@@ -138,7 +140,10 @@ impl MediaStorage {
                 let linked = |p: &std::path::Path| {
                     std::fs::symlink_metadata(p).map(|m| m.file_type().is_symlink())
                 };
-                let plain = owner.as_deref().map(linked).is_some_and(|r| matches!(r, Ok(false)))
+                let plain = owner
+                    .as_deref()
+                    .map(linked)
+                    .is_some_and(|r| matches!(r, Ok(false)))
                     && matches!(linked(&path), Ok(false));
                 if !plain {
                     return Ok(None);

@@ -2,6 +2,8 @@
 //! AUTOMATIC1111 and OpenAI-images servers.
 
 mod chat;
+mod gallery;
+mod generator;
 
 use reqwest::Method;
 use serde_json::{Value, json};

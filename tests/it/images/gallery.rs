@@ -1,0 +1,208 @@
+//! The gallery: albums, keyset pages, privacy, and deletion that never takes a file still in use.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use super::{send_with_picture, setup};
+use crate::on_both_backends;
+use crate::support::Backend;
+use crate::support::fake_images::{FakeImages, Painted};
+use crate::support::sse::read_all;
+use crate::support::visitor::Visitor;
+
+async fn generate(visitor: &Visitor, prompt: &str, companion: Option<&str>) -> Value {
+    let (status, made) = visitor
+        .api(
+            Method::POST,
+            "/api/v1/images",
+            Some(json!({"prompt": prompt, "companion_id": companion.unwrap_or("")})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    made
+}
+
+fn tiles(page: &str) -> Vec<String> {
+    page.match_indices(r#"<li class="tile" data-image-id=""#)
+        .map(|(at, found)| page[at + found.len()..at + found.len() + 36].to_owned())
+        .collect()
+}
+
+async fn albums_page_newest_first_by_24(backend: Backend) {
+    let images = FakeImages::start().await;
+    let (_app, _llm, alice, companion) = setup(backend, images.sdapi_env(), &[]).await;
+    let mut made = Vec::new();
+    for n in 0..26 {
+        made.push(generate(&alice, &format!("picture number {n}"), Some(&companion)).await);
+    }
+    let albums = alice.page("/gallery").await;
+    assert!(
+        albums.contains("Mira") && albums.contains("26 pictures"),
+        "{albums}"
+    );
+
+    let first = alice.page(&format!("/gallery/{companion}")).await;
+    let first_ids = tiles(&first);
+    assert_eq!(first_ids.len(), 24);
+    assert_eq!(
+        first_ids[0],
+        made[25]["id"].as_str().unwrap(),
+        "newest first"
+    );
+    assert!(first.contains(r#"loading="lazy""#));
+    assert!(first.contains("26 pictures"));
+    let cursor = &first_ids[23];
+    assert!(first.contains(&format!("?before={cursor}")));
+    let second = alice
+        .page(&format!("/gallery/{companion}?before={cursor}"))
+        .await;
+    assert_eq!(
+        tiles(&second),
+        [
+            made[1]["id"].as_str().unwrap(),
+            made[0]["id"].as_str().unwrap()
+        ]
+    );
+    assert!(!second.contains("Older pictures"));
+    let response = alice
+        .get(&format!("/gallery/{companion}?before=garbage"))
+        .await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+}
+
+async fn another_user_sees_nothing_of_a_gallery(backend: Backend) {
+    let images = FakeImages::start().await;
+    let (app, _llm, alice, companion) = setup(backend, images.sdapi_env(), &[]).await;
+    let picture = generate(&alice, "private", Some(&companion)).await;
+    let id = picture["id"].as_str().unwrap();
+    let bob = app.signed_in("bob").await;
+    for path in [
+        format!("/gallery/{companion}"),
+        format!("/media/{id}"),
+        "/gallery/not-an-album".to_owned(),
+    ] {
+        assert_eq!(
+            bob.get(&path).await.status(),
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
+    assert!(!bob.page("/gallery/unassigned").await.contains(id));
+    let (status, _) = bob
+        .api(Method::DELETE, &format!("/api/v1/images/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let response = bob
+        .submit(
+            "/gallery",
+            &format!("/gallery/images/{id}/delete"),
+            &[("album", "unassigned")],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        alice.get(&format!("/media/{id}")).await.status(),
+        StatusCode::OK
+    );
+}
+
+async fn deleting_a_picture_keeps_files_other_pictures_use(backend: Backend) {
+    let images = FakeImages::start().await;
+    let (app, _llm, alice, _companion) = setup(backend, images.sdapi_env(), &[]).await;
+    // The fake paints the same default picture twice: one file, two gallery entries.
+    let first = generate(&alice, "same", None).await;
+    let second = generate(&alice, "same again", None).await;
+    images.paint(Painted::Png(80, 120));
+    let other = generate(&alice, "different", None).await;
+    assert_eq!(app.stored_files().len(), 2);
+
+    let (status, _) = alice
+        .api(
+            Method::DELETE,
+            &format!("/api/v1/images/{}", first["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        alice.get(first["url"].as_str().unwrap()).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        alice.get(second["url"].as_str().unwrap()).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(app.stored_files().len(), 2, "the shared file stays");
+
+    let response = alice
+        .submit(
+            "/gallery/unassigned",
+            &format!("/gallery/images/{}/delete", other["id"].as_str().unwrap()),
+            &[("album", "unassigned")],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(response.headers()["location"], "/gallery/unassigned");
+    assert_eq!(app.stored_files().len(), 1, "its own file goes with it");
+}
+
+async fn pictures_go_with_their_conversation_companion_and_account(backend: Backend) {
+    let images = FakeImages::start().await;
+    let (app, _llm, alice, companion) = setup(backend, images.sdapi_env(), &[]).await;
+    images.paint(Painted::Png(64, 64));
+    let (_, started) = send_with_picture(&alice, &companion, "Picture one").await;
+    read_all(&alice, started["stream_url"].as_str().unwrap()).await;
+    images.paint(Painted::Png(72, 72));
+    let kept = generate(&alice, "kept with Mira", Some(&companion)).await;
+    assert_eq!(app.stored_files().len(), 2);
+
+    // Wiping the memory takes the chat's pictures; the generator's stay with the companion.
+    let response = alice
+        .submit(
+            &format!("/companions/{companion}/reset"),
+            &format!("/companions/{companion}/reset"),
+            &[],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(app.stored_files().len(), 1);
+    assert_eq!(
+        tiles(&alice.page(&format!("/gallery/{companion}")).await).len(),
+        1
+    );
+
+    // Deleting the companion takes the rest.
+    let response = alice
+        .submit(
+            &format!("/companions/{companion}/delete"),
+            &format!("/companions/{companion}/delete"),
+            &[],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert!(app.stored_files().is_empty());
+    assert_eq!(
+        alice.get(kept["url"].as_str().unwrap()).await.status(),
+        StatusCode::NOT_FOUND
+    );
+
+    // An account's deletion takes its unassigned pictures too.
+    generate(&alice, "last one", None).await;
+    assert_eq!(app.stored_files().len(), 1);
+    let response = alice
+        .submit(
+            "/settings",
+            "/settings/delete",
+            &[("password", crate::support::visitor::PASSWORD)],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert!(app.stored_files().is_empty());
+}
+
+on_both_backends!(
+    albums_page_newest_first_by_24,
+    another_user_sees_nothing_of_a_gallery,
+    deleting_a_picture_keeps_files_other_pictures_use,
+    pictures_go_with_their_conversation_companion_and_account,
+);
