@@ -2,6 +2,7 @@
 //! AUTOMATIC1111 and OpenAI-images servers.
 
 mod chat;
+mod cleanup;
 mod gallery;
 mod generator;
 
