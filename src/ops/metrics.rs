@@ -15,37 +15,35 @@ use subtle::ConstantTimeEq;
 use crate::error::AppError;
 use crate::state::AppState;
 
-static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+static HANDLE: OnceLock<Result<PrometheusHandle, String>> = OnceLock::new();
 
 /// Histogram buckets for durations in seconds: from 5 ms (static files) to 2 min (a long model reply).
 const SECONDS_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
 ];
 
-/// Installs the process-wide Prometheus recorder (once) and returns its handle.
+/// Installs the process-wide Prometheus recorder (once) and returns its handle. Apps built at the same time
+/// in one process (tests) wait for the first installation and share it.
 pub fn install() -> anyhow::Result<PrometheusHandle> {
-    if let Some(handle) = HANDLE.get() {
-        return Ok(handle.clone());
-    }
-    let recorder = PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), SECONDS_BUCKETS)?
-        .build_recorder();
-    let handle = recorder.handle();
-    // Losing the race to another App in the same process is fine: use the winner's handle.
-    if metrics::set_global_recorder(recorder).is_err() {
-        return HANDLE
-            .get()
-            .cloned()
-            .ok_or_else(|| anyhow::anyhow!("another metrics recorder is already installed"));
-    }
-    let handle = HANDLE.get_or_init(|| handle).clone();
-    describe();
-    metrics::gauge!(
-        "companion_hub_build_info",
-        "version" => env!("CARGO_PKG_VERSION"),
-    )
-    .set(1.0);
-    Ok(handle)
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), SECONDS_BUCKETS)
+                .map_err(|err| err.to_string())?
+                .build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder)
+                .map_err(|_| "another metrics recorder is already installed".to_owned())?;
+            describe();
+            metrics::gauge!(
+                "companion_hub_build_info",
+                "version" => env!("CARGO_PKG_VERSION"),
+            )
+            .set(1.0);
+            Ok(handle)
+        })
+        .clone()
+        .map_err(|message| anyhow::anyhow!(message))
 }
 
 fn describe() {

@@ -231,7 +231,10 @@ async fn what_a_backend_sends_must_be_a_sane_image(backend: Backend) {
 
 async fn the_openai_images_api_is_spoken_too(backend: Backend) {
     let images = FakeImages::start().await;
-    let (_app, _llm, alice, companion) = setup(backend, images.openai_env(), &[]).await;
+    let (app, _llm, alice, companion) = setup(backend, images.openai_env(), &[]).await;
+    let (_, health) = app.get_json("/api/health").await;
+    assert_eq!(health["checks"]["image_backend"]["status"], "healthy", "{health}");
+    assert_eq!(health["checks"]["image_backend"]["kind"], "openai");
     let (_, started) = send_with_picture(&alice, &companion, "Show me").await;
     let events = read_all(&alice, started["stream_url"].as_str().unwrap()).await;
     let image = last(&events, "image").expect("a picture");

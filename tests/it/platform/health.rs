@@ -145,15 +145,17 @@ async fn an_unreachable_image_backend_is_reported(backend: Backend) {
     );
 }
 
-async fn a_healthy_sd_backend_is_probed_on_its_progress_endpoint(backend: Backend) {
+async fn a_healthy_sd_backend_is_probed_on_its_model_list(backend: Backend) {
     let hits = Hits::default();
     let h = hits.clone();
     let sd = FakeServer::start(axum::Router::new().route(
-        "/sdapi/v1/progress",
+        "/sdapi/v1/sd-models",
         get(move || {
             h.record();
             async {
-                axum::Json(serde_json::json!({"progress": 0.0, "eta_relative": 0.0, "state": {}}))
+                axum::Json(
+                    serde_json::json!([{"title": "anime.safetensors", "model_name": "anime"}]),
+                )
             }
         }),
     ))
@@ -173,5 +175,5 @@ on_both_backends!(
     a_configured_model_is_probed_with_its_key_and_cached,
     a_failing_model_degrades_health_but_not_readiness,
     an_unreachable_image_backend_is_reported,
-    a_healthy_sd_backend_is_probed_on_its_progress_endpoint,
+    a_healthy_sd_backend_is_probed_on_its_model_list,
 );
