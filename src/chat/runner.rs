@@ -618,7 +618,18 @@ impl ChatExecutor {
             Ok(Finished::Now(message)) => {
                 metrics::counter!("chat_runs_total", "status" => "cancelled").increment(1);
                 tracing::info!(run_id = %run.id, kept = message.is_some(), "chat run stopped");
-                publish_cancelled(channel, run, message, &partial);
+                channel.publish(match message {
+                    // What was kept, as stored (a picture-only run keeps its reply's text).
+                    Some(message_id) => {
+                        done_event(&self.db, run.companion_id, message_id, &partial).await
+                    }
+                    None => RunEvent::Error {
+                        code: "cancelled".into(),
+                        message: "Stopped.".into(),
+                        retryable: true,
+                        correlation_id: run.correlation_id.clone(),
+                    },
+                });
             }
             Ok(Finished::Already) => self.publish_final_state(run, channel).await,
             Err(err) => {
@@ -696,24 +707,6 @@ async fn done_event(db: &Db, companion: Uuid, message_id: Uuid, fallback: &str) 
         image,
         image_error: message.and_then(|m| m.image_error),
     }
-}
-
-fn publish_cancelled(channel: &RunChannel, run: &RunRow, message: Option<Uuid>, partial: &str) {
-    channel.publish(match message {
-        Some(message_id) => RunEvent::Done {
-            message_id,
-            content: partial.to_owned(),
-            html: render::to_html(partial),
-            image: None,
-            image_error: None,
-        },
-        None => RunEvent::Error {
-            code: "cancelled".into(),
-            message: "Stopped.".into(),
-            retryable: true,
-            correlation_id: run.correlation_id.clone(),
-        },
-    });
 }
 
 /// The `done` or `error` event a finished run replays.

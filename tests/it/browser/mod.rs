@@ -6,6 +6,7 @@
 mod accounts;
 mod chat;
 mod companions;
+mod images;
 mod layout;
 
 use std::process::{Child, Command, Stdio};

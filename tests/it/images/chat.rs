@@ -7,10 +7,10 @@ use serde_json::json;
 use super::{newest_message, send_with_picture, setup};
 use crate::on_both_backends;
 use crate::support::Backend;
-use crate::support::fake_images::{FakeImages, Painted};
+use crate::support::fake_images::{FakeImages, Painted, gate};
 use crate::support::fake_llm::Analysed;
 use crate::support::images::{encoded, png_claiming};
-use crate::support::sse::{last, read_all};
+use crate::support::sse::{last, read, read_all};
 
 async fn a_reply_with_a_picture_streams_the_image_and_stores_it(backend: Backend) {
     let images = FakeImages::start().await;
@@ -233,7 +233,10 @@ async fn the_openai_images_api_is_spoken_too(backend: Backend) {
     let images = FakeImages::start().await;
     let (app, _llm, alice, companion) = setup(backend, images.openai_env(), &[]).await;
     let (_, health) = app.get_json("/api/health").await;
-    assert_eq!(health["checks"]["image_backend"]["status"], "healthy", "{health}");
+    assert_eq!(
+        health["checks"]["image_backend"]["status"], "healthy",
+        "{health}"
+    );
     assert_eq!(health["checks"]["image_backend"]["kind"], "openai");
     let (_, started) = send_with_picture(&alice, &companion, "Show me").await;
     let events = read_all(&alice, started["stream_url"].as_str().unwrap()).await;
@@ -293,7 +296,51 @@ async fn another_users_message_cannot_get_a_picture(backend: Backend) {
     assert!(images.requests().is_empty());
 }
 
+async fn stop_while_picturing_keeps_the_reply_and_retry_paints_it(backend: Backend) {
+    let images = FakeImages::start().await;
+    let (_app, _llm, alice, companion) = setup(backend, images.sdapi_env(), &[]).await;
+    let hold = gate();
+    images.paint(Painted::Gated(hold.clone()));
+    let (_, started) = send_with_picture(&alice, &companion, "Paint slowly").await;
+    let stream = started["stream_url"].as_str().unwrap().to_owned();
+    let run = started["run_id"].as_str().unwrap();
+    read(&alice, &stream, None, |events| {
+        events
+            .iter()
+            .any(|e| e.event == "progress" && e.data["status"] == "imaging")
+    })
+    .await;
+    let (status, _) = alice
+        .api(Method::POST, &format!("/api/chat/runs/{run}/cancel"), None)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let events = read_all(&alice, &stream).await;
+    let done = last(&events, "done").expect("the reply is kept");
+    assert_eq!(done.data["content"], "Hello, wörld!");
+    assert!(done.data["image"].is_null());
+    assert!(done.data["image_error"].is_string(), "{done:?}");
+    hold.add_permits(1);
+
+    let message = newest_message(&alice, &companion).await;
+    let id = message["id"].as_str().unwrap();
+    let (status, retry) = alice
+        .api(
+            Method::POST,
+            &format!("/api/v1/messages/{id}/image/retry"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{retry}");
+    let events = read_all(&alice, retry["stream_url"].as_str().unwrap()).await;
+    assert!(last(&events, "image").is_some(), "{events:?}");
+    assert_eq!(
+        last(&events, "done").unwrap().data["content"],
+        "Hello, wörld!"
+    );
+}
+
 on_both_backends!(
+    stop_while_picturing_keeps_the_reply_and_retry_paints_it,
     a_reply_with_a_picture_streams_the_image_and_stores_it,
     a_failed_picture_keeps_the_reply_and_its_retry_attaches_one,
     transient_backend_errors_are_retried,
