@@ -475,7 +475,7 @@ const REALISTIC_DEFAULTS: StyleDefaults = StyleDefaults {
 fn load_style(r: &mut Reader, names: &StyleVars, defaults: &StyleDefaults) -> StyleSettings {
     let mut dimension = |name: &str, default: u32| {
         let value = r.integer(name, default, 256, 2048);
-        if value % 64 != 0 {
+        if !value.is_multiple_of(64) {
             r.problem(name, format!("must be a multiple of 64, got {value}"));
             return default;
         }

@@ -53,11 +53,16 @@ async fn show_image(
         )
             .into_response());
     }
-    let bytes = state
+    // Streamed from the store: a large picture is never held in memory whole.
+    let Some((length, stream)) = state
         .media
-        .get(&image.storage_key)
+        .open_stream(&image.storage_key)
         .await
-        .map_err(|err| AppError::Internal(err.context("reading a stored image")))?;
+        .map_err(|err| AppError::Internal(err.context("reading a stored image")))?
+    else {
+        tracing::warn!(image_id = %id, "an image row refers to a missing file");
+        return Err(AppError::NotFound);
+    };
     let content_type =
         HeaderValue::from_str(&image.mime).map_err(|err| AppError::Internal(err.into()))?;
     let mut response = (
@@ -65,8 +70,9 @@ async fn show_image(
             (header::CONTENT_TYPE, content_type),
             (header::ETAG, etag),
             (header::CACHE_CONTROL, cache),
+            (header::CONTENT_LENGTH, HeaderValue::from(length)),
         ],
-        bytes,
+        axum::body::Body::from_stream(stream),
     )
         .into_response();
     if query.download.is_some() {

@@ -78,10 +78,18 @@ impl MediaStorage {
         Ok(())
     }
 
-    /// The bytes stored under `key`.
-    pub async fn get(&self, key: &str) -> anyhow::Result<Bytes> {
+    /// The bytes under `key` as a stream, with their length; `None` when the file is gone.
+    pub async fn open_stream(
+        &self,
+        key: &str,
+    ) -> anyhow::Result<Option<(u64, futures_util::stream::BoxStream<'static, object_store::Result<Bytes>>)>>
+    {
         let path = Path::parse(key)?;
-        Ok(self.store.get(&path).await?.bytes().await?)
+        match self.store.get(&path).await {
+            Ok(result) => Ok(Some((result.meta.size, result.into_stream()))),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(err) => Err(err.into()),
+        }
     }
 
     /// Deletes `key`; a key that is already gone is fine.
