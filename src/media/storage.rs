@@ -82,8 +82,12 @@ impl MediaStorage {
     pub async fn open_stream(
         &self,
         key: &str,
-    ) -> anyhow::Result<Option<(u64, futures_util::stream::BoxStream<'static, object_store::Result<Bytes>>)>>
-    {
+    ) -> anyhow::Result<
+        Option<(
+            u64,
+            futures_util::stream::BoxStream<'static, object_store::Result<Bytes>>,
+        )>,
+    > {
         let path = Path::parse(key)?;
         match self.store.get(&path).await {
             Ok(result) => Ok(Some((result.meta.size, result.into_stream()))),
