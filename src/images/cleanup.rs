@@ -42,7 +42,18 @@ async fn referenced_keys(db: &Db) -> Result<HashSet<String>, sqlx::Error> {
     )
     .fetch_all(pool)
     .await)?;
-    Ok(keys.into_iter().collect())
+    // A picture's thumbnail is in use as long as the picture is.
+    let thumbnails: Vec<String> = keys
+        .iter()
+        .map(|k| MediaStorage::thumbnail_key(k))
+        .collect();
+    Ok(keys.into_iter().chain(thumbnails).collect())
+}
+
+/// Whether a row refers to `key` (for a thumbnail: to its picture).
+async fn in_use(db: &Db, key: &str) -> Result<bool, sqlx::Error> {
+    let picture = MediaStorage::picture_of_thumbnail(key);
+    crate::media::store::is_referenced(db, picture.as_deref().unwrap_or(key)).await
 }
 
 fn older_than(modified: SystemTime, grace: Duration, now: SystemTime) -> bool {
@@ -84,7 +95,7 @@ pub async fn sweep(
             continue;
         }
         // Checked again right before deleting: a row may have appeared, or the file been rewritten.
-        if crate::media::store::is_referenced(db, &object.key).await? {
+        if in_use(db, &object.key).await? {
             report.orphans -= 1;
             report.freed_bytes -= object.size;
             continue;
@@ -119,14 +130,16 @@ pub async fn sweep(
     Ok(report)
 }
 
-/// Deletes the files of `keys` that no image row refers to any more (after rows were deleted); a failure
-/// is logged and left to the sweep.
+/// Deletes the files of `keys` (and their thumbnails) that no image row refers to any more (after rows
+/// were deleted); a failure is logged and left to the sweep.
 pub async fn discard_unreferenced(db: &Db, media: &MediaStorage, keys: Vec<String>) {
     for key in keys {
         match crate::media::store::is_referenced(db, &key).await {
             Ok(false) => {
-                if let Err(err) = media.delete(&key).await {
-                    tracing::warn!(error = %err, "cannot delete an image file; the cleanup will");
+                for file in [MediaStorage::thumbnail_key(&key), key] {
+                    if let Err(err) = media.delete(&file).await {
+                        tracing::warn!(error = %err, "cannot delete an image file; the cleanup will");
+                    }
                 }
             }
             Ok(true) => {}

@@ -14,6 +14,8 @@ use crate::providers::images::{GenerationRequest, ImageClient, ImageGenError};
 
 /// Generated pictures are kept at most this many pixels on their longer side.
 pub const MAX_SIDE: u32 = 1920;
+/// Gallery thumbnails fit this width (and one and a half times it in height).
+pub const THUMBNAIL_WIDTH: u32 = 480;
 /// Decodes running at once: each may hold a large bitmap, so the total stays bounded.
 const CONCURRENT_DECODES: usize = 2;
 
@@ -187,10 +189,13 @@ impl Imaging {
                 .acquire()
                 .await
                 .map_err(|err| GenerateError::Storage(err.into()))?;
-            tokio::task::spawn_blocking(move || media::process::fit(&raw, MAX_SIDE))
-                .await
-                .map_err(|err| GenerateError::Storage(err.into()))??
+            tokio::task::spawn_blocking(move || {
+                media::process::fit_with_thumbnail(&raw, MAX_SIDE, THUMBNAIL_WIDTH)
+            })
+            .await
+            .map_err(|err| GenerateError::Storage(err.into()))??
         };
+        let (processed, thumbnail) = processed;
         let key = MediaStorage::key_for(destination.owner, &processed.sha256, processed.extension);
         let (width, height, size, mime) = (
             processed.width,
@@ -204,6 +209,14 @@ impl Imaging {
             .put(&key, processed.bytes)
             .await
             .map_err(GenerateError::Storage)?;
+        // Without its thumbnail the gallery shows the picture itself, so this failure is only logged.
+        if let Err(err) = self
+            .media
+            .put(&MediaStorage::thumbnail_key(&key), thumbnail.bytes)
+            .await
+        {
+            tracing::warn!(error = %err, "cannot store a picture's thumbnail");
+        }
         let image_id = media::store::insert(
             &self.db,
             &NewImage {

@@ -145,6 +145,27 @@ pub fn fit(bytes: &[u8], max_side: u32) -> Result<Processed, ImageError> {
     encode_jpeg(&image)
 }
 
+/// A generated picture and its gallery thumbnail (fitting `thumb_side` × 1.5 `thumb_side`), decoded once.
+pub fn fit_with_thumbnail(
+    bytes: &[u8],
+    max_side: u32,
+    thumb_side: u32,
+) -> Result<(Processed, Processed), ImageError> {
+    let image = decode(bytes)?;
+    let image = if image.width() > max_side || image.height() > max_side {
+        image.resize(max_side, max_side, FilterType::Lanczos3)
+    } else {
+        image
+    };
+    let thumb_height = thumb_side.saturating_mul(3) / 2;
+    let thumbnail = if image.width() > thumb_side || image.height() > thumb_height {
+        image.resize(thumb_side, thumb_height, FilterType::Triangle)
+    } else {
+        image.clone()
+    };
+    Ok((encode_jpeg(&image)?, encode_jpeg(&thumbnail)?))
+}
+
 /// Flattens transparency onto white (JPEG has none) and encodes; re-encoding drops all metadata.
 fn encode_jpeg(image: &DynamicImage) -> Result<Processed, ImageError> {
     let rgba = image.to_rgba8();
@@ -189,6 +210,15 @@ mod tests {
             .write_to(&mut Cursor::new(&mut bytes), ImageFormat::Png)
             .expect("test setup is valid");
         bytes
+    }
+
+    #[test]
+    fn a_thumbnail_keeps_the_aspect_and_fits_its_box() {
+        let (full, thumb) = fit_with_thumbnail(&png(2000, 3000), 1920, 400).expect("valid");
+        assert_eq!((full.width, full.height), (1280, 1920));
+        assert_eq!((thumb.width, thumb.height), (400, 600));
+        let (_, small) = fit_with_thumbnail(&png(100, 50), 1920, 400).expect("valid");
+        assert_eq!((small.width, small.height), (100, 50), "never enlarged");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use axum::routing::get;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::store;
+use super::{MediaStorage, store};
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::web::CurrentUser;
@@ -22,6 +22,8 @@ pub fn router() -> Router<AppState> {
 #[serde(default)]
 struct MediaQuery {
     download: Option<String>,
+    /// `thumb` for the gallery thumbnail (the picture itself when it has none).
+    size: Option<String>,
 }
 
 async fn show_image(
@@ -36,8 +38,13 @@ async fn show_image(
     let image = store::find_owned(&state.db, current.user.id, id)
         .await?
         .ok_or(AppError::NotFound)?;
-    let etag = HeaderValue::from_str(&format!("\"{}\"", image.sha256()))
-        .map_err(|err| AppError::Internal(err.into()))?;
+    let thumbnail = query.size.as_deref() == Some("thumb") && query.download.is_none();
+    let etag = if thumbnail {
+        format!("\"{}-thumb\"", image.sha256())
+    } else {
+        format!("\"{}\"", image.sha256())
+    };
+    let etag = HeaderValue::from_str(&etag).map_err(|err| AppError::Internal(err.into()))?;
     let cache = HeaderValue::from_static("private, max-age=31536000, immutable");
     let revalidating = headers
         .get(header::IF_NONE_MATCH)
@@ -54,12 +61,24 @@ async fn show_image(
             .into_response());
     }
     // Streamed from the store: a large picture is never held in memory whole.
-    let Some((length, stream)) = state
-        .media
-        .open_stream(&image.storage_key)
-        .await
-        .map_err(|err| AppError::Internal(err.context("reading a stored image")))?
-    else {
+    let thumbnail_file = if thumbnail {
+        state
+            .media
+            .open_stream(&MediaStorage::thumbnail_key(&image.storage_key))
+            .await
+            .map_err(|err| AppError::Internal(err.context("reading a thumbnail")))?
+    } else {
+        None
+    };
+    let file = match thumbnail_file {
+        Some(file) => Some(file),
+        None => state
+            .media
+            .open_stream(&image.storage_key)
+            .await
+            .map_err(|err| AppError::Internal(err.context("reading a stored image")))?,
+    };
+    let Some((length, stream)) = file else {
         tracing::warn!(image_id = %id, "an image row refers to a missing file");
         return Err(AppError::NotFound);
     };

@@ -31,8 +31,8 @@ pub struct StoredObject {
     pub modified: SystemTime,
 }
 
-/// True for keys this application writes: `<uuid>/<64 hex digits>.<jpg|png|webp|gif>`. Nothing else in
-/// the store is ever deleted by the cleanup.
+/// True for keys this application writes: `<uuid>/<64 hex digits>.<jpg|png|webp|gif|thumb.jpg>`. Nothing
+/// else in the store is ever deleted by the cleanup.
 pub fn is_media_key(key: &str) -> bool {
     let Some((owner, file)) = key.split_once('/') else {
         return false;
@@ -45,7 +45,7 @@ pub fn is_media_key(key: &str) -> bool {
         && hash
             .bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        && matches!(extension, "jpg" | "png" | "webp" | "gif")
+        && matches!(extension, "jpg" | "png" | "webp" | "gif" | "thumb.jpg")
 }
 
 impl MediaStorage {
@@ -69,6 +69,18 @@ impl MediaStorage {
     /// `<owner>/<sha256>.<ext>`: the same content of the same owner is stored once.
     pub fn key_for(owner: Uuid, sha256: &str, extension: &str) -> String {
         format!("{owner}/{sha256}.{extension}")
+    }
+
+    /// The key of the gallery thumbnail of the picture stored under `key` (`<owner>/<sha256>.thumb.jpg`).
+    pub fn thumbnail_key(key: &str) -> String {
+        let stem = key.split_once('.').map_or(key, |(stem, _)| stem);
+        format!("{stem}.thumb.jpg")
+    }
+
+    /// The picture a thumbnail key belongs to (generated pictures are JPEG), or `None` for other keys.
+    pub fn picture_of_thumbnail(key: &str) -> Option<String> {
+        key.strip_suffix(".thumb.jpg")
+            .map(|stem| format!("{stem}.jpg"))
     }
 
     /// Writes `bytes` under `key` (atomically: readers never see a partial file).
@@ -229,6 +241,15 @@ mod tests {
         let owner = "0192f0c4-4c6a-7c3e-9d2a-0123456789ab";
         let hash = "a".repeat(64);
         assert!(is_media_key(&format!("{owner}/{hash}.jpg")));
+        assert!(is_media_key(&format!("{owner}/{hash}.thumb.jpg")));
+        assert_eq!(
+            MediaStorage::thumbnail_key(&format!("{owner}/{hash}.jpg")),
+            format!("{owner}/{hash}.thumb.jpg")
+        );
+        assert_eq!(
+            MediaStorage::picture_of_thumbnail(&format!("{owner}/{hash}.thumb.jpg")),
+            Some(format!("{owner}/{hash}.jpg"))
+        );
         for key in [
             format!("{owner}/{hash}.jpg#1"),
             format!("{owner}/{hash}.exe"),

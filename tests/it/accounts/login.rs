@@ -7,20 +7,11 @@ use companion_hub::cli::unlock_user_command;
 
 use crate::on_both_backends;
 use crate::support::visitor::{PASSWORD, csrf_token_in};
-use crate::support::{Backend, TestApp, test_config};
+use crate::support::{Backend, TestApp, counter, test_config};
 
 /// Lockout tests make more attempts than the login rate limit allows.
 const NO_LOGIN_LIMITS: &[(&str, &str)] =
     &[("RATE_LIMIT_LOGIN", "off"), ("RATE_LIMIT_LOGIN_IP", "off")];
-
-fn counter(metrics: &str, name: &str) -> f64 {
-    metrics
-        .lines()
-        .find(|line| line.starts_with(name) && line[name.len()..].starts_with(' '))
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
 
 async fn users_sign_in_with_username_or_email_in_any_case(backend: Backend) {
     let app = TestApp::spawn(backend).await;

@@ -115,7 +115,7 @@ async fn a_reply_with_a_picture_streams_the_image_and_stores_it(backend: Backend
         chat.contains(&format!(r#"<img src="{url}""#)),
         "the chat page shows it"
     );
-    assert_eq!(app.stored_files().len(), 1);
+    assert_eq!(app.stored_files().len(), 2, "the picture and its thumbnail");
 }
 
 async fn a_failed_picture_keeps_the_reply_and_its_retry_attaches_one(backend: Backend) {
@@ -158,7 +158,7 @@ async fn a_failed_picture_keeps_the_reply_and_its_retry_attaches_one(backend: Ba
     assert_eq!(message["id"], id, "no new message");
     assert_eq!(message["image"]["url"], image.data["url"]);
     assert!(message["image_error"].is_null());
-    assert_eq!(app.stored_files().len(), 1);
+    assert_eq!(app.stored_files().len(), 2, "the picture and its thumbnail");
 
     let (status, body) = alice
         .api(

@@ -50,6 +50,24 @@ async fn albums_page_newest_first_by_24(backend: Backend) {
         "newest first"
     );
     assert!(first.contains(r#"loading="lazy""#));
+    // Tiles load thumbnails; the lightbox the picture itself.
+    let newest = made[25]["url"].as_str().unwrap();
+    assert!(first.contains(&format!(r#"src="{newest}?size=thumb""#)));
+    assert!(first.contains(&format!(r#"data-url="{newest}""#)));
+    let thumb = alice.get(&format!("{newest}?size=thumb")).await;
+    assert_eq!(thumb.status(), StatusCode::OK);
+    let thumb_tag = thumb.headers()["etag"].to_str().unwrap().to_owned();
+    assert!(thumb_tag.ends_with("-thumb\""), "{thumb_tag}");
+    let full = alice.get(newest).await;
+    assert_ne!(full.headers()["etag"].to_str().unwrap(), thumb_tag);
+    let response = alice
+        .client
+        .get(alice.url(&format!("{newest}?size=thumb")))
+        .header("if-none-match", thumb_tag.as_str())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_MODIFIED);
     assert!(first.contains("26 pictures"));
     let cursor = &first_ids[23];
     assert!(first.contains(&format!("?before={cursor}")));
@@ -114,7 +132,11 @@ async fn deleting_a_picture_keeps_files_other_pictures_use(backend: Backend) {
     let second = generate(&alice, "same again", None).await;
     images.paint(Painted::Png(80, 120));
     let other = generate(&alice, "different", None).await;
-    assert_eq!(app.stored_files().len(), 2);
+    assert_eq!(
+        app.stored_files().len(),
+        4,
+        "two pictures and their thumbnails"
+    );
 
     let (status, _) = alice
         .api(
@@ -132,7 +154,7 @@ async fn deleting_a_picture_keeps_files_other_pictures_use(backend: Backend) {
         alice.get(second["url"].as_str().unwrap()).await.status(),
         StatusCode::OK
     );
-    assert_eq!(app.stored_files().len(), 2, "the shared file stays");
+    assert_eq!(app.stored_files().len(), 4, "the shared file stays");
 
     let response = alice
         .submit(
@@ -143,7 +165,7 @@ async fn deleting_a_picture_keeps_files_other_pictures_use(backend: Backend) {
         .await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     assert_eq!(response.headers()["location"], "/gallery/unassigned");
-    assert_eq!(app.stored_files().len(), 1, "its own file goes with it");
+    assert_eq!(app.stored_files().len(), 2, "its own files go with it");
 }
 
 async fn pictures_go_with_their_conversation_companion_and_account(backend: Backend) {
@@ -154,7 +176,7 @@ async fn pictures_go_with_their_conversation_companion_and_account(backend: Back
     read_all(&alice, started["stream_url"].as_str().unwrap()).await;
     images.paint(Painted::Png(72, 72));
     let kept = generate(&alice, "kept with Mira", Some(&companion)).await;
-    assert_eq!(app.stored_files().len(), 2);
+    assert_eq!(app.stored_files().len(), 4);
 
     // Wiping the memory takes the chat's pictures; the generator's stay with the companion.
     let response = alice
@@ -165,7 +187,7 @@ async fn pictures_go_with_their_conversation_companion_and_account(backend: Back
         )
         .await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
-    assert_eq!(app.stored_files().len(), 1);
+    assert_eq!(app.stored_files().len(), 2);
     assert_eq!(
         tiles(&alice.page(&format!("/gallery/{companion}")).await).len(),
         1
@@ -188,7 +210,7 @@ async fn pictures_go_with_their_conversation_companion_and_account(backend: Back
 
     // An account's deletion takes its unassigned pictures too.
     generate(&alice, "last one", None).await;
-    assert_eq!(app.stored_files().len(), 1);
+    assert_eq!(app.stored_files().len(), 2);
     let response = alice
         .submit(
             "/settings",

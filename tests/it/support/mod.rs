@@ -315,6 +315,18 @@ pub fn client() -> reqwest::Client {
 }
 
 /// Polls `condition` every 10 ms until it holds or `timeout` passes.
+/// The value of the sample `name` (with its labels, as printed) in a Prometheus text page; 0 when absent.
+/// Tests read deltas or lower bounds: under coverage every test of the binary shares one process and one
+/// recorder.
+pub fn counter(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|line| line.starts_with(name) && line[name.len()..].starts_with(' '))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
 pub async fn wait_until<F, Fut>(timeout: Duration, mut condition: F) -> bool
 where
     F: FnMut() -> Fut,
