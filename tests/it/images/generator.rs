@@ -84,7 +84,10 @@ async fn a_generated_picture_is_saved_to_the_gallery(backend: Backend) {
     let url = made["url"].as_str().unwrap();
     assert_eq!(alice.get(url).await.status(), StatusCode::OK);
     let album = alice.page("/gallery/unassigned").await;
-    assert!(album.contains(&format!(r#"src="{url}?size=thumb""#)), "in the gallery");
+    assert!(
+        album.contains(&format!(r#"src="{url}?size=thumb""#)),
+        "in the gallery"
+    );
     assert!(album.contains("a lighthouse at dusk"));
     let albums = alice.page("/gallery").await;
     assert!(albums.contains("Generator") && albums.contains("1 picture"));
