@@ -222,7 +222,54 @@ async fn pictures_go_with_their_conversation_companion_and_account(backend: Back
     assert!(app.stored_files().is_empty());
 }
 
+async fn every_picture_mutation_needs_the_csrf_token(backend: Backend) {
+    let images = FakeImages::start().await;
+    let (_app, _llm, alice, companion) = setup(backend, images.sdapi_env(), &[]).await;
+    let picture = generate(&alice, "guarded", None).await;
+    let id = picture["id"].as_str().unwrap();
+    let (_, started) = crate::chat::send(&alice, &companion, "Hi").await;
+    read_all(&alice, started["stream_url"].as_str().unwrap()).await;
+    let (_, page) = alice
+        .api(
+            Method::GET,
+            &format!("/api/v1/companions/{companion}/messages?limit=1"),
+            None,
+        )
+        .await;
+    let message = page["messages"][0]["id"].as_str().unwrap().to_owned();
+    for (method, path) in [
+        (Method::POST, "/api/v1/images".to_owned()),
+        (Method::POST, "/generate".to_owned()),
+        (Method::DELETE, format!("/api/v1/images/{id}")),
+        (Method::POST, format!("/gallery/images/{id}/delete")),
+        (
+            Method::POST,
+            format!("/api/v1/messages/{message}/image/retry"),
+        ),
+    ] {
+        let response = alice
+            .client
+            .request(method.clone(), alice.url(&path))
+            .header("content-type", "application/json")
+            .body(r#"{"prompt":"sneaky"}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{method} {path}");
+    }
+    assert_eq!(
+        images.requests().len(),
+        1,
+        "only the first, legitimate picture"
+    );
+    assert_eq!(
+        alice.get(picture["url"].as_str().unwrap()).await.status(),
+        StatusCode::OK
+    );
+}
+
 on_both_backends!(
+    every_picture_mutation_needs_the_csrf_token,
     albums_page_newest_first_by_24,
     another_user_sees_nothing_of_a_gallery,
     deleting_a_picture_keeps_files_other_pictures_use,
