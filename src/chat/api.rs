@@ -309,7 +309,7 @@ async fn regenerate_reply(
         return Err(conflict("Only the last reply can be regenerated."));
     }
     may_chat(&state, &current).await?;
-    let again = answer_again(
+    let mut again = answer_again(
         &state,
         &correlation,
         current.user.id,
@@ -318,6 +318,12 @@ async fn regenerate_reply(
         Some(last.id),
         0,
     );
+    // A reply that came with a picture (or tried to) is regenerated with one, while a backend is there.
+    let had_picture = last.image_id.is_some() || last.image_error.is_some();
+    if had_picture && state.imaging.client().is_some() {
+        crate::images::may_picture(&state, &current).await?;
+        again.generate_image = true;
+    }
     let run = start(&state, again).await?;
     Ok(accepted(&run))
 }
@@ -352,7 +358,10 @@ async fn edit_message(
         return Err(run_active());
     }
     may_chat(&state, &current).await?;
+    let pictures =
+        crate::media::store::keys_after_message(&state.db, companion, message.id).await?;
     store::rewrite_from(&state.db, companion, &message, &content).await?;
+    crate::images::cleanup::discard_unreferenced(&state.db, &state.media, pictures).await;
     let again = answer_again(
         &state,
         &correlation,
@@ -381,9 +390,11 @@ async fn delete_message(
     {
         return Err(run_active());
     }
+    let pictures = crate::media::store::keys_of_message(&state.db, id).await?;
     if !store::delete_message(&state.db, companion, id).await? {
         return Err(AppError::NotFound);
     }
+    crate::images::cleanup::discard_unreferenced(&state.db, &state.media, pictures).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -457,6 +457,11 @@ impl ChatExecutor {
         let run = self.load(run_id).await?;
         let channel = self.hub.open(run.id);
         let started = Instant::now();
+        // A regenerate deletes the replaced reply with the new one's transaction; its pictures' files follow.
+        let replaced_pictures = match run.replaces_message_id {
+            Some(replaced) => crate::media::store::keys_of_message(&self.db, replaced).await?,
+            None => Vec::new(),
+        };
         let stored = match store::complete(&self.db, &run, reply).await? {
             Finished::Now(Some(message_id)) => {
                 metrics::counter!("chat_runs_total", "status" => "completed").increment(1);
@@ -475,6 +480,9 @@ impl ChatExecutor {
                 None
             }
         };
+        if stored.is_some() {
+            self.imaging.discard(replaced_pictures).await;
+        }
         metrics::histogram!("chat_step_duration_seconds", "step" => "finalize")
             .record(started.elapsed().as_secs_f64());
         Ok(stored)

@@ -126,6 +126,35 @@ pub async fn keys_of_conversation(db: &Db, companion: Uuid) -> Result<Vec<String
     .await)
 }
 
+/// The storage keys of the pictures of one message (they go with it).
+pub async fn keys_of_message(db: &Db, message: Uuid) -> Result<Vec<String>, sqlx::Error> {
+    db_dispatch!(db, pool => sqlx::query_scalar(
+        "SELECT DISTINCT storage_key FROM images WHERE message_id = $1",
+    )
+    .bind(message)
+    .fetch_all(pool)
+    .await)
+}
+
+/// The storage keys of the pictures of a companion's messages written after `message` (an edit drops them).
+pub async fn keys_after_message(
+    db: &Db,
+    companion: Uuid,
+    message: Uuid,
+) -> Result<Vec<String>, sqlx::Error> {
+    db_dispatch!(db, pool => sqlx::query_scalar(
+        "SELECT DISTINCT i.storage_key FROM images i \
+         JOIN messages m ON m.id = i.message_id \
+         JOIN messages e ON e.id = $2 AND e.companion_id = $1 \
+         WHERE m.companion_id = $1 \
+           AND (m.created_at > e.created_at OR (m.created_at = e.created_at AND m.id > e.id))",
+    )
+    .bind(companion)
+    .bind(message)
+    .fetch_all(pool)
+    .await)
+}
+
 /// True when some image row still refers to `key`.
 pub async fn is_referenced(db: &Db, key: &str) -> Result<bool, sqlx::Error> {
     let count: i64 = db_dispatch!(db, pool => sqlx::query_scalar(

@@ -339,7 +339,43 @@ async fn stop_while_picturing_keeps_the_reply_and_retry_paints_it(backend: Backe
     );
 }
 
+async fn a_regenerated_reply_gets_a_new_picture(backend: Backend) {
+    let images = FakeImages::start().await;
+    let (app, _llm, alice, companion) = setup(backend, images.sdapi_env(), &[]).await;
+    let (_, started) = send_with_picture(&alice, &companion, "Show me").await;
+    read_all(&alice, started["stream_url"].as_str().unwrap()).await;
+    let first = newest_message(&alice, &companion).await;
+    images.paint(Painted::Png(96, 96));
+    let (status, again) = alice
+        .api(
+            Method::POST,
+            &format!("/api/v1/companions/{companion}/regenerate"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{again}");
+    let events = read_all(&alice, again["stream_url"].as_str().unwrap()).await;
+    assert!(last(&events, "image").is_some(), "{events:?}");
+    let second = newest_message(&alice, &companion).await;
+    assert_ne!(second["id"], first["id"]);
+    assert_eq!(second["image"]["width"], 96);
+    assert_eq!(
+        alice
+            .get(first["image"]["url"].as_str().unwrap())
+            .await
+            .status(),
+        StatusCode::NOT_FOUND,
+        "the replaced reply's picture went with it"
+    );
+    assert_eq!(
+        app.stored_files().len(),
+        2,
+        "only the new picture and thumbnail"
+    );
+}
+
 on_both_backends!(
+    a_regenerated_reply_gets_a_new_picture,
     stop_while_picturing_keeps_the_reply_and_retry_paints_it,
     a_reply_with_a_picture_streams_the_image_and_stores_it,
     a_failed_picture_keeps_the_reply_and_its_retry_attaches_one,

@@ -268,7 +268,51 @@ async fn every_picture_mutation_needs_the_csrf_token(backend: Backend) {
     );
 }
 
+async fn deleting_or_editing_away_a_reply_takes_its_picture(backend: Backend) {
+    let images = FakeImages::start().await;
+    let (app, _llm, alice, companion) = setup(backend, images.sdapi_env(), &[]).await;
+    let (_, started) = send_with_picture(&alice, &companion, "First").await;
+    read_all(&alice, started["stream_url"].as_str().unwrap()).await;
+    let (_, page) = alice
+        .api(
+            Method::GET,
+            &format!("/api/v1/companions/{companion}/messages"),
+            None,
+        )
+        .await;
+    let reply = page["messages"][0]["id"].as_str().unwrap().to_owned();
+    let asked = page["messages"][1]["id"].as_str().unwrap().to_owned();
+    assert_eq!(app.stored_files().len(), 2);
+    let (status, _) = alice
+        .api(Method::DELETE, &format!("/api/v1/messages/{reply}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert!(
+        app.stored_files().is_empty(),
+        "the deleted reply's picture is gone"
+    );
+
+    images.paint(Painted::Png(70, 70));
+    let (_, started) = send_with_picture(&alice, &companion, "Second").await;
+    read_all(&alice, started["stream_url"].as_str().unwrap()).await;
+    assert_eq!(app.stored_files().len(), 2);
+    let (status, edited) = alice
+        .api(
+            Method::PATCH,
+            &format!("/api/v1/messages/{asked}"),
+            Some(json!({"content": "First, edited"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{edited}");
+    read_all(&alice, edited["stream_url"].as_str().unwrap()).await;
+    assert!(
+        app.stored_files().is_empty(),
+        "later replies and their pictures are dropped"
+    );
+}
+
 on_both_backends!(
+    deleting_or_editing_away_a_reply_takes_its_picture,
     every_picture_mutation_needs_the_csrf_token,
     albums_page_newest_first_by_24,
     another_user_sees_nothing_of_a_gallery,
