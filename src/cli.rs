@@ -47,7 +47,7 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
         /// Keep unreferenced files younger than this many minutes (default: CLEANUP_GRACE_MINUTES).
-        #[arg(long, value_parser = clap::value_parser!(u32).range(0..=525_600))]
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=525_600))]
         grace_minutes: Option<u32>,
     },
 }
@@ -343,14 +343,18 @@ mod tests {
                 "cleanup-images",
                 "--dry-run",
                 "--grace-minutes",
-                "0"
+                "1"
             ]),
             Ok(Some(Command::CleanupImages {
                 dry_run: true,
-                grace_minutes: Some(0)
+                grace_minutes: Some(1)
             }))
         ));
         assert!(parse(&["companion-hub", "cleanup-images", "--grace-minutes", "-5"]).is_err());
+        assert!(
+            parse(&["companion-hub", "cleanup-images", "--grace-minutes", "0"]).is_err(),
+            "a file being written is never taken"
+        );
         assert!(parse(&["companion-hub", "launch-rockets"]).is_err());
     }
 }

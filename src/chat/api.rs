@@ -321,8 +321,12 @@ async fn regenerate_reply(
     // A reply that came with a picture (or tried to) is regenerated with one, while a backend is there.
     let had_picture = last.image_id.is_some() || last.image_error.is_some();
     if had_picture && state.imaging.client().is_some() {
-        crate::images::may_picture(&state, &current).await?;
-        again.generate_image = true;
+        // Over the image limit, the reply is still regenerated, without a picture.
+        match crate::images::may_picture(&state, &current).await {
+            Ok(()) => again.generate_image = true,
+            Err(AppError::RateLimited { .. }) => {}
+            Err(err) => return Err(err),
+        }
     }
     let run = start(&state, again).await?;
     Ok(accepted(&run))
@@ -482,6 +486,9 @@ async fn retry_image(
     }
     if message.image_id.is_some() {
         return Err(conflict("This reply already has its picture."));
+    }
+    if message.image_error.is_none() {
+        return Err(conflict("Only a picture that failed can be tried again."));
     }
     picture_again(&state, &correlation, &current, companion, message.id).await
 }

@@ -337,6 +337,10 @@ impl ChatExecutor {
     ) -> Result<Option<serde_json::Value>, StepError> {
         let run = self.load(run_id).await?;
         let channel = self.hub.open(run.id);
+        if run.status == "imaging" {
+            // Resumed after the analysis was applied: applying it twice would drift the state.
+            return Ok(run.state_after.map(|state| state.0));
+        }
         self.publish_progress(&run, &channel, "analyzing", "Noticing what changed…", 80)
             .await?;
         let (Some(llm), Some(companion), Some(message)) = (
@@ -392,21 +396,41 @@ impl ChatExecutor {
             .seconds_until(run.deadline_at)
             .saturating_sub(IMAGE_DEADLINE_MARGIN)
             .max(1);
-        let made = tokio::select! {
-            biased;
-            () = cancel.cancelled() => return Err(StepError::Cancelled),
-            made = tokio::time::timeout(Duration::from_secs(budget), self.picture(&run)) => made,
+        let picture = self.picture(&run);
+        tokio::pin!(picture);
+        let too_late = tokio::time::sleep(Duration::from_secs(budget));
+        tokio::pin!(too_late);
+        // The backend may take minutes: the claim on the run is renewed meanwhile, so no other instance
+        // takes the run over (and paints a second picture).
+        let mut renew = tokio::time::interval(LEASE / 3);
+        renew.tick().await;
+        let outcome = loop {
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => return Err(StepError::Cancelled),
+                made = &mut picture => break made,
+                () = &mut too_late => break Err("The picture took too long and was stopped.".to_owned()),
+                _ = renew.tick() => {
+                    store::renew_lease(&self.db, run.id, &self.instance, Timestamp::now() + LEASE).await?;
+                }
+            }
         };
         metrics::histogram!("chat_step_duration_seconds", "step" => "image")
             .record(started.elapsed().as_secs_f64());
-        let outcome = match made {
-            Ok(Ok(generated)) => Ok(generated),
-            Ok(Err(message)) => Err(message),
-            Err(_) => Err("The picture took too long and was stopped.".to_owned()),
-        };
         match outcome {
             Ok(generated) => {
-                store::save_image_result(&self.db, run.id, Some(generated.image_id), None).await?;
+                if !store::save_image_result(&self.db, run.id, Some(generated.image_id), None)
+                    .await?
+                {
+                    // The run ended meanwhile (Stop elsewhere, the conversation wiped): nothing will
+                    // show this picture.
+                    if let Some(key) =
+                        crate::media::store::delete_unattached(&self.db, generated.image_id).await?
+                    {
+                        self.imaging.discard(vec![key]).await;
+                    }
+                    return Ok(None);
+                }
                 channel.publish(RunEvent::Image(generated.event()));
                 self.publish_progress(&run, &channel, "imaging", "Picture ready", 95)
                     .await?;
@@ -459,7 +483,12 @@ impl ChatExecutor {
         let started = Instant::now();
         // A regenerate deletes the replaced reply with the new one's transaction; its pictures' files follow.
         let replaced_pictures = match run.replaces_message_id {
-            Some(replaced) => crate::media::store::keys_of_message(&self.db, replaced).await?,
+            Some(replaced) => crate::media::store::keys_of_message(&self.db, replaced)
+                .await
+                .unwrap_or_else(|err| {
+                    tracing::warn!(error = %err, "cannot list a replaced reply's pictures; the cleanup will");
+                    Vec::new()
+                }),
             None => Vec::new(),
         };
         let stored = match store::complete(&self.db, &run, reply).await? {

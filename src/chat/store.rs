@@ -245,15 +245,17 @@ pub async fn start_image_run(
     }
 }
 
-/// Records what the image step produced: the picture, or why there is none.
+/// Records what the image step produced: the picture, or why there is none. False when the run is no
+/// longer unfinished (nothing was recorded).
 pub async fn save_image_result(
     db: &Db,
     run: Uuid,
     image: Option<Uuid>,
     error: Option<&str>,
-) -> Result<(), sqlx::Error> {
+) -> Result<bool, sqlx::Error> {
     db_dispatch!(db, pool => sqlx::query(
-        "UPDATE chat_runs SET image_id = $1, image_error = $2, updated_at = $3 WHERE id = $4",
+        "UPDATE chat_runs SET image_id = $1, image_error = $2, updated_at = $3 \
+         WHERE id = $4 AND status IN ('queued', 'responding', 'analyzing', 'imaging')",
     )
     .bind(image)
     .bind(error)
@@ -261,7 +263,7 @@ pub async fn save_image_result(
     .bind(run)
     .execute(pool)
     .await
-    .map(|_| ()))
+    .map(|done| done.rows_affected() == 1))
 }
 
 /// A run by id.

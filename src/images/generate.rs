@@ -18,6 +18,8 @@ pub const MAX_SIDE: u32 = 1920;
 pub const THUMBNAIL_WIDTH: u32 = 480;
 /// Decodes running at once: each may hold a large bitmap, so the total stays bounded.
 const CONCURRENT_DECODES: usize = 2;
+/// Backend calls in flight at once on this instance: each may hold an answer of up to 48 MB.
+const CONCURRENT_CALLS: usize = 4;
 
 /// Everything needed to make pictures; cheap to clone.
 #[derive(Clone)]
@@ -28,6 +30,7 @@ pub struct Imaging {
     /// Timeout and per-style settings.
     pub settings: Arc<ImageSettings>,
     decodes: Arc<Semaphore>,
+    calls: Arc<Semaphore>,
 }
 
 /// A stored picture.
@@ -142,6 +145,7 @@ impl Imaging {
             client,
             settings: Arc::new(settings),
             decodes: Arc::new(Semaphore::new(CONCURRENT_DECODES)),
+            calls: Arc::new(Semaphore::new(CONCURRENT_CALLS)),
         }
     }
 
@@ -187,19 +191,31 @@ impl Imaging {
         destination: Destination,
         correlation_id: &str,
     ) -> Result<Generated, GenerateError> {
-        let raw = client.generate(request, correlation_id).await?;
-        let processed = {
-            let _permit = self
-                .decodes
+        // Each call may hold a large answer in memory: only a few run at once on this instance (a Stable
+        // Diffusion server paints one picture at a time anyway; the rest wait their turn here).
+        let raw = {
+            let _turn = self
+                .calls
                 .acquire()
                 .await
                 .map_err(|err| GenerateError::Storage(err.into()))?;
-            tokio::task::spawn_blocking(move || {
-                media::process::fit_with_thumbnail(&raw, MAX_SIDE, THUMBNAIL_WIDTH)
-            })
-            .await
-            .map_err(|err| GenerateError::Storage(err.into()))??
+            client.generate(request, correlation_id).await?
         };
+        // The permit moves into the blocking task: a caller that gives up (Stop, a timeout) does not free
+        // the slot while the decode still runs.
+        let permit = self
+            .decodes
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|err| GenerateError::Storage(err.into()))?;
+        let processed = tokio::task::spawn_blocking(move || {
+            let processed = media::process::fit_with_thumbnail(&raw, MAX_SIDE, THUMBNAIL_WIDTH);
+            drop(permit);
+            processed
+        })
+        .await
+        .map_err(|err| GenerateError::Storage(err.into()))??;
         let (processed, thumbnail) = processed;
         let key = MediaStorage::key_for(destination.owner, &processed.sha256, processed.extension);
         let (width, height, size, mime) = (
@@ -210,8 +226,9 @@ impl Imaging {
         );
         // The file is written before the row that references it; a crash in between leaves an
         // unreferenced file for the orphan cleanup, never a row without its file.
+        let bytes = processed.bytes;
         self.media
-            .put(&key, processed.bytes)
+            .put(&key, bytes.clone())
             .await
             .map_err(GenerateError::Storage)?;
         // Without its thumbnail the gallery shows the picture itself, so this failure is only logged.
@@ -237,6 +254,19 @@ impl Imaging {
             },
         )
         .await?;
+        // Identical bytes share a file: a deletion of another row with this key may have removed it between
+        // the write and the insert. Now that our row refers to it, nothing removes it again.
+        if !self
+            .media
+            .exists(&key)
+            .await
+            .map_err(GenerateError::Storage)?
+        {
+            self.media
+                .put(&key, bytes)
+                .await
+                .map_err(GenerateError::Storage)?;
+        }
         Ok(Generated {
             image_id,
             width,

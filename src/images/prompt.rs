@@ -178,7 +178,8 @@ pub fn scene(profile: &Profile, state: &LiveState, style: &StyleSettings) -> Sce
     let gender = gender_tag(profile);
 
     let mut groups: Vec<Vec<String>> = Vec::new();
-    groups.push(vec![clean(&style.quality_tags)]);
+    // The operator's own text (it may name a LoRA or an embedding); only chat-derived text is cleaned.
+    groups.push(vec![style.quality_tags.trim().to_owned()]);
     if couple {
         groups.push(vec![
             gender.to_owned(),
@@ -225,7 +226,7 @@ pub fn scene(profile: &Profile, state: &LiveState, style: &StyleSettings) -> Sce
 
 /// The style's negative prompt plus what keeps a solo picture solo (or a couple picture whole).
 pub fn negative(style: &StyleSettings, couple: bool, gender: &str) -> String {
-    let mut parts = vec![clean(&style.negative), COMMON_NEGATIVE.to_owned()];
+    let mut parts = vec![style.negative.trim().to_owned(), COMMON_NEGATIVE.to_owned()];
     if couple {
         parts.push(COUPLE_NEGATIVE.to_owned());
     } else {

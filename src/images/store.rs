@@ -36,7 +36,7 @@ pub struct GalleryItem {
     pub message_text: Option<String>,
 }
 
-/// An album's pictures newest first, older than the picture `before` when given.
+/// An album's pictures newest first (by their time-ordered ids), older than the picture `before` when given.
 pub async fn album_page(
     db: &Db,
     owner: Uuid,
@@ -53,12 +53,9 @@ pub async fn album_page(
         Some(_) => format!("i.companion_id = {}", placeholder()),
         None => "i.companion_id IS NULL".to_owned(),
     };
+    // Ids are UUID v7 (time-ordered), so the cursor needs no row: a deleted picture still marks its place.
     let keyset = match before {
-        Some(_) => format!(
-            "AND EXISTS (SELECT 1 FROM images c WHERE c.id = {} AND c.owner_id = $1 \
-               AND (i.created_at < c.created_at OR (i.created_at = c.created_at AND i.id < c.id)))",
-            placeholder()
-        ),
+        Some(_) => format!("AND i.id < {}", placeholder()),
         None => String::new(),
     };
     let limit_at = placeholder();
@@ -66,7 +63,7 @@ pub async fn album_page(
         "SELECT i.id, i.width, i.height, i.created_at, i.source, i.prompt, m.content AS message_text \
          FROM images i LEFT JOIN messages m ON m.id = i.message_id \
          WHERE i.owner_id = $1 AND i.source <> 'portrait' AND {album} {keyset} \
-         ORDER BY i.created_at DESC, i.id DESC LIMIT {limit_at}"
+         ORDER BY i.id DESC LIMIT {limit_at}"
     );
     db_dispatch!(db, pool => {
         let mut query = sqlx::query_as(&sql).bind(owner);

@@ -120,15 +120,29 @@ impl MediaStorage {
     /// Deletes every file of an owner (their account is gone); returns how many were deleted.
     pub async fn delete_owner(&self, owner: Uuid) -> anyhow::Result<usize> {
         use futures_util::TryStreamExt;
-        let prefix = Path::parse(owner.to_string())?;
-        let objects: Vec<_> = self.store.list(Some(&prefix)).try_collect().await?;
-        for object in &objects {
-            match self.store.delete(&object.location).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(err) => return Err(err.into()),
+        let prefix = format!("{owner}/");
+        let keys: Vec<String> = match &self.local_root {
+            // Our own walk: a link inside the owner's folder is never followed out of the store.
+            Some(_) => self
+                .list_all()
+                .await?
+                .into_iter()
+                .map(|object| object.key)
+                .filter(|key| key.starts_with(&prefix))
+                .collect(),
+            None => {
+                let path = Path::parse(owner.to_string())?;
+                let objects: Vec<_> = self.store.list(Some(&path)).try_collect().await?;
+                objects
+                    .into_iter()
+                    .map(|o| o.location.to_string())
+                    .collect()
             }
+        };
+        for key in &keys {
+            self.delete(key).await?;
         }
-        Ok(objects.len())
+        Ok(keys.len())
     }
 
     /// Every file in the store, with size and age. A local folder is walked without following symbolic
@@ -220,7 +234,12 @@ fn walk_local(root: &std::path::Path) -> anyhow::Result<Vec<StoredObject>> {
             if kind.is_dir() && prefix.is_empty() {
                 folders.push((entry.path(), key));
             } else if kind.is_file() {
-                let meta = entry.metadata()?;
+                // Deleted since it was listed (another sweep, a gallery delete): simply not there.
+                let meta = match entry.metadata() {
+                    Ok(meta) => meta,
+                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(err) => return Err(err.into()),
+                };
                 found.push(StoredObject {
                     key,
                     size: meta.len(),

@@ -155,6 +155,16 @@ pub async fn keys_after_message(
     .await)
 }
 
+/// Deletes picture `id` when it belongs to no message (its run ended without it); returns its key.
+pub async fn delete_unattached(db: &Db, id: Uuid) -> Result<Option<String>, sqlx::Error> {
+    db_dispatch!(db, pool => sqlx::query_scalar(
+        "DELETE FROM images WHERE id = $1 AND message_id IS NULL AND source = 'chat' RETURNING storage_key",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await)
+}
+
 /// True when some image row still refers to `key`.
 pub async fn is_referenced(db: &Db, key: &str) -> Result<bool, sqlx::Error> {
     let count: i64 = db_dispatch!(db, pool => sqlx::query_scalar(

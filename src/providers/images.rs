@@ -204,12 +204,16 @@ impl ImageClient {
                 api_key,
                 model,
             } => {
+                let model_name = model.as_deref().unwrap_or("");
                 let mut body = json!({
                     "prompt": request.prompt,
                     "n": 1,
-                    "size": format!("{}x{}", request.width, request.height),
-                    "response_format": "b64_json",
+                    "size": openai_size(model_name, request.width, request.height),
                 });
+                // GPT image models always answer in base64 and refuse the parameter.
+                if !model_name.starts_with("gpt-image") {
+                    body["response_format"] = json!("b64_json");
+                }
                 if let Some(model) = model {
                     body["model"] = json!(model);
                 }
@@ -314,10 +318,18 @@ impl ImageClient {
         if let Some(key) = api_key {
             request = request.bearer_auth(key.expose());
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|err| Attempt::Retry(describe(err)))?;
+        // Only a failure to connect is retried: a backend that timed out may still be painting, and
+        // asking again would queue the same job behind it.
+        let response = request.send().await.map_err(|err| {
+            if err.is_connect() {
+                Attempt::Retry(describe(err))
+            } else {
+                Attempt::Fatal(ImageGenError::Unavailable {
+                    attempts: 1,
+                    last: describe(err),
+                })
+            }
+        })?;
         let status = response.status();
         if status.is_server_error() {
             return Err(Attempt::Retry(format!("HTTP {}", status.as_u16())));
@@ -350,13 +362,42 @@ async fn read_capped(response: reqwest::Response) -> Result<Vec<u8>, Attempt> {
     let mut body = Vec::new();
     let mut chunks = response.bytes_stream();
     while let Some(chunk) = chunks.next().await {
-        let chunk = chunk.map_err(|err| Attempt::Retry(describe(err)))?;
+        let chunk = chunk.map_err(|err| {
+            Attempt::Fatal(ImageGenError::Unavailable {
+                attempts: 1,
+                last: describe(err),
+            })
+        })?;
         if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
             return Err(Attempt::Fatal(ImageGenError::TooLarge));
         }
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+/// The size to ask an OpenAI-style API for: OpenAI's own models take only a few sizes (the one closest in
+/// shape is chosen); other servers get the size asked for.
+fn openai_size(model: &str, width: u32, height: u32) -> String {
+    let sizes: &[(u32, u32)] = if model.starts_with("gpt-image") {
+        &[(1024, 1024), (1024, 1536), (1536, 1024)]
+    } else if model.starts_with("dall-e-3") {
+        &[(1024, 1024), (1024, 1792), (1792, 1024)]
+    } else if model.starts_with("dall-e-2") {
+        &[(1024, 1024)]
+    } else {
+        return format!("{width}x{height}");
+    };
+    let shape = f64::from(width) / f64::from(height.max(1));
+    let (w, h) = sizes
+        .iter()
+        .copied()
+        .min_by(|a, b| {
+            let distance = |(w, h): (u32, u32)| (f64::from(w) / f64::from(h) - shape).abs();
+            distance(*a).total_cmp(&distance(*b))
+        })
+        .unwrap_or((1024, 1024));
+    format!("{w}x{h}")
 }
 
 /// Base64 (optionally as a `data:` URL, as some servers send it) → bytes.
@@ -377,6 +418,16 @@ fn decode_base64(encoded: &str) -> Result<Vec<u8>, ImageGenError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn openai_models_get_a_size_they_accept_in_the_closest_shape() {
+        assert_eq!(openai_size("gpt-image-1", 832, 1216), "1024x1536");
+        assert_eq!(openai_size("gpt-image-1", 1024, 1024), "1024x1024");
+        assert_eq!(openai_size("dall-e-3", 1216, 832), "1792x1024");
+        assert_eq!(openai_size("dall-e-2", 832, 1216), "1024x1024");
+        assert_eq!(openai_size("flux-schnell", 832, 1216), "832x1216");
+        assert_eq!(openai_size("", 512, 512), "512x512");
+    }
 
     #[test]
     fn base64_is_accepted_plain_or_as_a_data_url() {

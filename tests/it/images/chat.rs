@@ -289,6 +289,12 @@ async fn another_users_message_cannot_get_a_picture(backend: Backend) {
     );
     let (status, _) = bob.api(Method::POST, &path, None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) = alice.api(Method::POST, &path, None).await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "only a failed picture is tried again: {body}"
+    );
     let (status, _) = alice
         .api(Method::POST, "/api/v1/messages/nope/image/retry", None)
         .await;

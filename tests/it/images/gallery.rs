@@ -82,6 +82,15 @@ async fn albums_page_newest_first_by_24(backend: Backend) {
         ]
     );
     assert!(!second.contains("Older pictures"));
+    // Deleting the picture a cursor names (the lightbox does that in place) keeps the next page reachable.
+    let (status, _) = alice
+        .api(Method::DELETE, &format!("/api/v1/images/{cursor}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let second = alice
+        .page(&format!("/gallery/{companion}?before={cursor}"))
+        .await;
+    assert_eq!(tiles(&second).len(), 2);
     let response = alice
         .get(&format!("/gallery/{companion}?before=garbage"))
         .await;
