@@ -133,6 +133,14 @@ async fn may_chat(state: &AppState, current: &CurrentUser) -> Result<(), AppErro
         .await
 }
 
+/// 409 `run_active` before anything is counted against a limit (the insert still decides races).
+async fn refuse_while_active(state: &AppState, companion: Uuid) -> Result<(), AppError> {
+    match companions::store::active_run(&state.db, companion).await? {
+        Some(_) => Err(run_active()),
+        None => Ok(()),
+    }
+}
+
 /// Creates and starts a run; 409 while another is unfinished.
 pub(super) async fn start(state: &AppState, new: NewRun<'_>) -> Result<RunRow, AppError> {
     match store::start_run(&state.db, &new).await {
@@ -229,6 +237,16 @@ async fn send_message(
     {
         return Ok(accepted(&existing));
     }
+    if let Err(active) = refuse_while_active(&state, companion.id).await {
+        // Two identical sends at once: the second meets the first's run.
+        if let Some(key) = key
+            && let Some(existing) =
+                store::find_run_by_request(&state.db, current.user.id, key).await?
+        {
+            return Ok(accepted(&existing));
+        }
+        return Err(active);
+    }
     may_chat(&state, &current).await?;
     if request.generate_image {
         crate::images::may_picture(&state, &current).await?;
@@ -308,6 +326,7 @@ async fn regenerate_reply(
     if last.role != "assistant" || asked.role != "user" {
         return Err(conflict("Only the last reply can be regenerated."));
     }
+    refuse_while_active(&state, companion.id).await?;
     may_chat(&state, &current).await?;
     let mut again = answer_again(
         &state,
@@ -449,6 +468,7 @@ async fn retry_run(
             .ok_or_else(|| conflict("The reply of this picture is gone."))?;
         return picture_again(&state, &correlation, &current, run.companion_id, message).await;
     }
+    refuse_while_active(&state, run.companion_id).await?;
     may_chat(&state, &current).await?;
     if run.generate_image {
         crate::images::may_picture(&state, &current).await?;
@@ -501,6 +521,7 @@ async fn picture_again(
     companion: Uuid,
     message: Uuid,
 ) -> Result<Response, AppError> {
+    refuse_while_active(state, companion).await?;
     crate::images::may_picture(state, current).await?;
     let run = match store::start_image_run(
         &state.db,

@@ -118,7 +118,17 @@ pub struct ImageClient {
     backend: Backend,
     timeout: Duration,
     backoff_unit: Duration,
+    /// The backend's sampler list and when it was read (the generator page shows it on every visit).
+    samplers: SamplerCache,
 }
+
+/// When the sampler list was read, and the list.
+type SamplerCache = std::sync::Arc<std::sync::Mutex<Option<(std::time::Instant, Vec<String>)>>>;
+
+/// How long the backend's sampler list is reused.
+const SAMPLERS_TTL: Duration = Duration::from_secs(300);
+/// The largest sampler list read.
+const MAX_SAMPLERS_BYTES: usize = 256 * 1024;
 
 enum Attempt {
     Retry(String),
@@ -152,6 +162,7 @@ impl ImageClient {
             backend,
             timeout: settings.timeout,
             backoff_unit: Duration::from_millis(500),
+            samplers: std::sync::Arc::default(),
         })
     }
 
@@ -242,10 +253,15 @@ impl ImageClient {
 
     /// The sampler names the backend offers (a built-in list when it cannot say).
     pub async fn samplers(&self, correlation_id: &str) -> Vec<String> {
-        let defaults = || DEFAULT_SAMPLERS.iter().map(|s| (*s).to_owned()).collect();
         let Backend::SdApi { url } = &self.backend else {
             return Vec::new();
         };
+        if let Ok(cached) = self.samplers.lock()
+            && let Some((read, names)) = cached.as_ref()
+            && read.elapsed() < SAMPLERS_TTL
+        {
+            return names.clone();
+        }
         let response = self
             .http
             .get(join_url(url, "sdapi/v1/samplers"))
@@ -253,19 +269,27 @@ impl ImageClient {
             .timeout(Duration::from_secs(3))
             .send()
             .await;
-        let Ok(response) = response.and_then(reqwest::Response::error_for_status) else {
-            return defaults();
-        };
-        let names: Vec<String> = match response.json::<Vec<Value>>().await {
-            Ok(list) => list
-                .iter()
-                .filter_map(|entry| entry.get("name").and_then(Value::as_str))
-                .map(str::to_owned)
-                .take(100)
-                .collect(),
+        let listed = match response.and_then(reqwest::Response::error_for_status) {
+            Ok(response) => match read_capped(response, MAX_SAMPLERS_BYTES).await {
+                Ok(body) => serde_json::from_slice::<Vec<Value>>(&body)
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|entry| entry.get("name").and_then(Value::as_str))
+                    .map(|name| name.chars().take(100).collect::<String>())
+                    .take(100)
+                    .collect(),
+                Err(_) => Vec::new(),
+            },
             Err(_) => Vec::new(),
         };
-        if names.is_empty() { defaults() } else { names }
+        if listed.is_empty() {
+            // Not remembered: the backend may be starting up.
+            return DEFAULT_SAMPLERS.iter().map(|s| (*s).to_owned()).collect();
+        }
+        if let Ok(mut cached) = self.samplers.lock() {
+            *cached = Some((std::time::Instant::now(), listed.clone()));
+        }
+        listed
     }
 
     async fn post_with_retries(
@@ -334,7 +358,7 @@ impl ImageClient {
         if status.is_server_error() {
             return Err(Attempt::Retry(format!("HTTP {}", status.as_u16())));
         }
-        let body = read_capped(response).await?;
+        let body = read_capped(response, MAX_RESPONSE_BYTES).await?;
         if !status.is_success() {
             let detail: String = String::from_utf8_lossy(&body)
                 .chars()
@@ -351,11 +375,11 @@ impl ImageClient {
     }
 }
 
-/// The body, refusing to hold more than [`MAX_RESPONSE_BYTES`].
-async fn read_capped(response: reqwest::Response) -> Result<Vec<u8>, Attempt> {
+/// The body, refusing to hold more than `limit` bytes.
+async fn read_capped(response: reqwest::Response, limit: usize) -> Result<Vec<u8>, Attempt> {
     if response
         .content_length()
-        .is_some_and(|length| length > MAX_RESPONSE_BYTES as u64)
+        .is_some_and(|length| length > limit as u64)
     {
         return Err(Attempt::Fatal(ImageGenError::TooLarge));
     }
@@ -368,7 +392,7 @@ async fn read_capped(response: reqwest::Response) -> Result<Vec<u8>, Attempt> {
                 last: describe(err),
             })
         })?;
-        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+        if body.len() + chunk.len() > limit {
             return Err(Attempt::Fatal(ImageGenError::TooLarge));
         }
         body.extend_from_slice(&chunk);
