@@ -119,6 +119,15 @@ fn message_text(content: &str) -> Result<String, AppError> {
 
 /// Refuses when no model is configured, then counts the message against the chat limit.
 async fn may_chat(state: &AppState, current: &CurrentUser) -> Result<(), AppError> {
+    chat_available(state)?;
+    state
+        .rate_limiter
+        .hit(Action::Chat, &current.user.id.to_string())
+        .await
+}
+
+/// 503 `llm_not_configured` when no model is configured (nothing is counted).
+fn chat_available(state: &AppState) -> Result<(), AppError> {
     if state.config.llm.is_none() {
         return Err(AppError::Unavailable {
             code: "llm_not_configured",
@@ -127,10 +136,7 @@ async fn may_chat(state: &AppState, current: &CurrentUser) -> Result<(), AppErro
                     .into(),
         });
     }
-    state
-        .rate_limiter
-        .hit(Action::Chat, &current.user.id.to_string())
-        .await
+    Ok(())
 }
 
 /// 409 `run_active` before anything is counted against a limit (the insert still decides races).
@@ -237,6 +243,11 @@ async fn send_message(
     {
         return Ok(accepted(&existing));
     }
+    // What cannot work at all is said first; then a busy companion; then the limits are counted.
+    chat_available(&state)?;
+    if request.generate_image {
+        crate::images::pictures_available(&state)?;
+    }
     if let Err(active) = refuse_while_active(&state, companion.id).await {
         // Two identical sends at once: the second meets the first's run.
         if let Some(key) = key
@@ -326,6 +337,7 @@ async fn regenerate_reply(
     if last.role != "assistant" || asked.role != "user" {
         return Err(conflict("Only the last reply can be regenerated."));
     }
+    chat_available(&state)?;
     refuse_while_active(&state, companion.id).await?;
     may_chat(&state, &current).await?;
     let mut again = answer_again(
@@ -468,6 +480,7 @@ async fn retry_run(
             .ok_or_else(|| conflict("The reply of this picture is gone."))?;
         return picture_again(&state, &correlation, &current, run.companion_id, message).await;
     }
+    chat_available(&state)?;
     refuse_while_active(&state, run.companion_id).await?;
     may_chat(&state, &current).await?;
     if run.generate_image {
@@ -521,6 +534,7 @@ async fn picture_again(
     companion: Uuid,
     message: Uuid,
 ) -> Result<Response, AppError> {
+    crate::images::pictures_available(state)?;
     refuse_while_active(state, companion).await?;
     crate::images::may_picture(state, current).await?;
     let run = match store::start_image_run(

@@ -24,6 +24,15 @@ pub fn generator_router() -> axum::Router<AppState> {
 
 /// Refuses when no image backend is configured, then counts the picture against the image limit.
 pub async fn may_picture(state: &AppState, current: &CurrentUser) -> Result<(), AppError> {
+    pictures_available(state)?;
+    state
+        .rate_limiter
+        .hit(Action::Image, &current.user.id.to_string())
+        .await
+}
+
+/// 503 `image_backend_not_configured` when no image backend is configured (nothing is counted).
+pub fn pictures_available(state: &AppState) -> Result<(), AppError> {
     if state.imaging.client().is_none() {
         return Err(AppError::Unavailable {
             code: "image_backend_not_configured",
@@ -33,8 +42,5 @@ pub async fn may_picture(state: &AppState, current: &CurrentUser) -> Result<(), 
                     .into(),
         });
     }
-    state
-        .rate_limiter
-        .hit(Action::Image, &current.user.id.to_string())
-        .await
+    Ok(())
 }
