@@ -139,6 +139,22 @@ fn chat_available(state: &AppState) -> Result<(), AppError> {
     Ok(())
 }
 
+/// The message `raw_id` of the current user and its companion; 404 for anything else.
+async fn owned_message(
+    state: &AppState,
+    current: &CurrentUser,
+    raw_id: &str,
+) -> Result<(Uuid, MessageRow), AppError> {
+    let id = parse_id(raw_id)?;
+    let companion = store::message_companion(&state.db, current.user.id, id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let message = store::message(&state.db, companion, id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    Ok((companion, message))
+}
+
 /// 409 `run_active` before anything is counted against a limit (the insert still decides races).
 async fn refuse_while_active(state: &AppState, companion: Uuid) -> Result<(), AppError> {
     match companions::store::active_run(&state.db, companion).await? {
@@ -375,23 +391,12 @@ async fn edit_message(
     Path(id): Path<String>,
     request: Result<Json<EditBody>, JsonRejection>,
 ) -> Result<Response, AppError> {
-    let id = parse_id(&id)?;
-    let companion = store::message_companion(&state.db, current.user.id, id)
-        .await?
-        .ok_or(AppError::NotFound)?;
-    let message = store::message(&state.db, companion, id)
-        .await?
-        .ok_or(AppError::NotFound)?;
+    let (companion, message) = owned_message(&state, &current, &id).await?;
     let content = message_text(&body(request)?.content)?;
     if message.role != "user" {
         return Err(invalid("content", "Only your own messages can be edited."));
     }
-    if companions::store::active_run(&state.db, companion)
-        .await?
-        .is_some()
-    {
-        return Err(run_active());
-    }
+    refuse_while_active(&state, companion).await?;
     may_chat(&state, &current).await?;
     let pictures =
         crate::media::store::keys_after_message(&state.db, companion, message.id).await?;
@@ -402,7 +407,7 @@ async fn edit_message(
         &correlation,
         current.user.id,
         companion,
-        id,
+        message.id,
         None,
         0,
     );
@@ -419,12 +424,7 @@ async fn delete_message(
     let companion = store::message_companion(&state.db, current.user.id, id)
         .await?
         .ok_or(AppError::NotFound)?;
-    if companions::store::active_run(&state.db, companion)
-        .await?
-        .is_some()
-    {
-        return Err(run_active());
-    }
+    refuse_while_active(&state, companion).await?;
     let pictures = crate::media::store::keys_of_message(&state.db, id).await?;
     if !store::delete_message(&state.db, companion, id).await? {
         return Err(AppError::NotFound);
@@ -507,13 +507,7 @@ async fn retry_image(
     current: CurrentUser,
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
-    let id = parse_id(&id)?;
-    let companion = store::message_companion(&state.db, current.user.id, id)
-        .await?
-        .ok_or(AppError::NotFound)?;
-    let message = store::message(&state.db, companion, id)
-        .await?
-        .ok_or(AppError::NotFound)?;
+    let (companion, message) = owned_message(&state, &current, &id).await?;
     if message.role != "assistant" {
         return Err(conflict("Only a reply of your companion has a picture."));
     }
