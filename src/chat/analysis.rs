@@ -1,14 +1,20 @@
 //! The analysis call: asking the model how the scene changed, and reading its answer tolerantly (pure).
 //!
-//! The model answers JSON `{outfit, location, action, expression, lighting, visual_tags, is_user_present}`,
-//! sometimes wrapped in prose or code fences, sometimes with trailing commas. Each value is validated and
-//! bounded; anything missing or unusable keeps the previous value. The outfit is an inventory: it changes
-//! only when the model reports a non-empty list.
+//! The model is asked for JSON `{outfit, location, action, expression, lighting, visual_tags,
+//! is_user_present}` (with `response_format: json_object` where the provider supports it), but models,
+//! small local ones especially, answer in other shapes. Accepted: JSON alone, in a code fence or with prose
+//! around it, repaired by `jsonrepair-rs` (comments, trailing commas, single quotes, Python's `True`/`None`,
+//! a cut-off end — inside strings nothing is touched); `outfit` as a list of objects (`item`, `description`
+//! or `name`, and a `category`), a list of strings, a comma-separated string, or an object of category →
+//! garment; items without a known category are placed by their words ([`wardrobe`]), unknown → `other`;
+//! `is_user_present` as a boolean, "true"/"false", "yes"/"no" or 1/0; other keys are ignored. Each value is
+//! validated and bounded; anything missing or unusable keeps the previous value. The outfit is an
+//! inventory: it changes only when the model reports a non-empty one.
 
 use serde_json::Value;
 
-use crate::companions::options;
 use crate::companions::profile::{LiveState, WornItem};
+use crate::companions::{options, wardrobe};
 use crate::providers::llm::ChatMessage;
 
 const MAX_ITEMS: usize = 12;
@@ -17,6 +23,8 @@ const MAX_PLACE: usize = 200;
 const MAX_WORD: usize = 100;
 const MAX_TAGS: usize = 20;
 const MAX_TAG: usize = 40;
+/// The longest answer the repair parser is given.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
 /// The messages of the analysis call over one exchange.
 pub fn request(name: &str, state: &LiveState, user_message: &str, reply: &str) -> Vec<ChatMessage> {
@@ -53,48 +61,51 @@ pub fn request(name: &str, state: &LiveState, user_message: &str, reply: &str) -
     ]
 }
 
-/// The JSON object inside a model's answer: the answer itself, or from its first `{` to its last `}`, with
-/// code fences, `//` comments and trailing commas removed and TRUE/FALSE lower-cased.
+/// The JSON object inside a model's answer: the answer itself, the content of a code fence, or from its
+/// first `{` to its last `}` (or to the end, when the answer was cut off), repaired where needed.
 pub fn extract_json(answer: &str) -> Option<Value> {
-    if let Ok(value @ Value::Object(_)) = serde_json::from_str::<Value>(answer.trim()) {
-        return Some(value);
-    }
-    let start = answer.find('{')?;
-    let end = answer.rfind('}')?;
-    if end <= start {
+    let answer = answer.trim();
+    if answer.len() > MAX_ANSWER_BYTES {
         return None;
     }
-    let candidate = &answer[start..=end];
-    let mut cleaned = String::with_capacity(candidate.len());
-    for line in candidate.lines() {
-        let line = match line.find("//") {
-            // Only a comment when not inside a string: a URL-like "http://" stays.
-            Some(at) if line[..at].matches('"').count() % 2 == 0 => &line[..at],
-            _ => line,
-        };
-        cleaned.push_str(line);
-        cleaned.push('\n');
+    if let Ok(value @ Value::Object(_)) = serde_json::from_str::<Value>(answer) {
+        return Some(value);
     }
-    let cleaned = cleaned
-        .replace("TRUE", "true")
-        .replace("FALSE", "false")
-        .replace("True", "true")
-        .replace("False", "false");
-    let mut without_trailing = String::with_capacity(cleaned.len());
-    let chars: Vec<char> = cleaned.chars().collect();
-    for (i, c) in chars.iter().enumerate() {
-        if *c == ',' {
-            let next = chars[i + 1..].iter().find(|c| !c.is_whitespace());
-            if matches!(next, Some('}') | Some(']')) {
-                continue;
-            }
-        }
-        without_trailing.push(*c);
-    }
-    match serde_json::from_str::<Value>(&without_trailing) {
-        Ok(value @ Value::Object(_)) => Some(value),
-        _ => None,
-    }
+    let fenced = fenced_block(answer);
+    let braced = answer.find('{').map(|start| match answer.rfind('}') {
+        Some(end) if end > start => &answer[start..=end],
+        _ => &answer[start..],
+    });
+    [fenced, braced, Some(answer)]
+        .into_iter()
+        .flatten()
+        .find_map(repaired_object)
+}
+
+/// The inside of the first ``` fence (with or without a language), when there is one.
+fn fenced_block(answer: &str) -> Option<&str> {
+    let start = answer.find("```")? + 3;
+    let rest = &answer[start..];
+    // Skip the language tag on the fence line ("json", "JSON", nothing).
+    let body_start = rest.find('\n').map_or(0, |n| n + 1);
+    let body = &rest[body_start..];
+    Some(body.find("```").map_or(body, |end| &body[..end]))
+}
+
+/// `candidate` as a JSON object, repaired when it is not valid JSON as it stands.
+fn repaired_object(candidate: &str) -> Option<Value> {
+    let repaired = jsonrepair_rs::jsonrepair(candidate).ok()?;
+    let object = match serde_json::from_str::<Value>(&repaired).ok()? {
+        object @ Value::Object(_) => object,
+        // Prose around an object can come back as an array of strings and the object.
+        Value::Array(items) => items.into_iter().find(Value::is_object)?,
+        _ => return None,
+    };
+    // An empty object says nothing (a stray brace repaired into `{}`).
+    object
+        .as_object()
+        .is_some_and(|map| !map.is_empty())
+        .then_some(object)
 }
 
 fn text(value: &Value, max: usize) -> Option<String> {
@@ -104,39 +115,90 @@ fn text(value: &Value, max: usize) -> Option<String> {
     (!text.is_empty()).then_some(text)
 }
 
-fn worn_item(value: &Value) -> Option<WornItem> {
-    let (category, item) = match value {
-        Value::String(_) => ("other".to_owned(), text(value, MAX_ITEM)?),
+/// A category we know: the model's (normalised), else the one the description's words say, else `other`.
+fn category(given: Option<&Value>, description: &str) -> String {
+    given
+        .and_then(|v| text(v, MAX_WORD))
+        .map(|c| c.to_lowercase().replace([' ', '-'], "_"))
+        .filter(|c| {
+            options::OUTFIT_CATEGORIES
+                .iter()
+                .any(|(key, _, _)| key == c)
+        })
+        .or_else(|| wardrobe::category_of(description).map(str::to_owned))
+        .unwrap_or_else(|| "other".to_owned())
+}
+
+fn worn_item(value: &Value, category_hint: Option<&Value>) -> Option<WornItem> {
+    let (given, description) = match value {
+        Value::String(_) => (category_hint, text(value, MAX_ITEM)?),
         Value::Object(map) => {
-            let item = map
-                .get("item")
-                .or_else(|| map.get("description"))
-                .and_then(|v| text(v, MAX_ITEM))?;
-            let category = map
-                .get("category")
-                .and_then(|v| text(v, MAX_WORD))
-                .map(|c| c.to_lowercase().replace([' ', '-'], "_"))
-                .filter(|c| {
-                    options::OUTFIT_CATEGORIES
-                        .iter()
-                        .any(|(key, _, _)| key == c)
-                })
-                .unwrap_or_else(|| "other".to_owned());
-            (category, item)
+            let description = ["item", "description", "name", "garment"]
+                .iter()
+                .find_map(|key| map.get(*key).and_then(|v| text(v, MAX_ITEM)))?;
+            (map.get("category").or(category_hint), description)
         }
         _ => return None,
     };
     Some(WornItem {
-        category,
-        description: item,
+        category: category(given, &description),
+        description,
     })
+}
+
+/// The outfit in any of the shapes models use; empty when there is none.
+fn outfit(value: &Value) -> Vec<WornItem> {
+    let items: Vec<WornItem> = match value {
+        Value::Array(items) => items
+            .iter()
+            .filter_map(|item| worn_item(item, None))
+            .collect(),
+        Value::String(joined) => joined
+            .split([',', ';', '\n'])
+            .filter_map(|piece| worn_item(&Value::String(piece.to_owned()), None))
+            .collect(),
+        // {"top": "white shirt", "bottom": {"item": "jeans"}}: keys are unordered, so wearing order.
+        Value::Object(map) => {
+            let mut items: Vec<WornItem> = map
+                .iter()
+                .filter_map(|(key, item)| worn_item(item, Some(&Value::String(key.clone()))))
+                .collect();
+            items.sort_by_key(|item| {
+                options::OUTFIT_CATEGORIES
+                    .iter()
+                    .position(|(key, _, _)| *key == item.category)
+                    .unwrap_or(usize::MAX)
+            });
+            items
+        }
+        _ => Vec::new(),
+    };
+    items.into_iter().take(MAX_ITEMS).collect()
+}
+
+/// A yes/no as models write it.
+fn yes_or_no(value: &Value) -> Option<bool> {
+    match value {
+        Value::Bool(answer) => Some(*answer),
+        Value::Number(n) => match n.as_i64() {
+            Some(1) => Some(true),
+            Some(0) => Some(false),
+            _ => None,
+        },
+        Value::String(s) => match s.trim().to_lowercase().as_str() {
+            "true" | "yes" | "y" | "1" => Some(true),
+            "false" | "no" | "n" | "0" => Some(false),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// The state after the exchange: `previous` updated with every usable value of `answer`.
 pub fn apply(previous: &LiveState, answer: &Value) -> LiveState {
     let mut next = previous.clone();
-    if let Some(items) = answer.get("outfit").and_then(Value::as_array) {
-        let outfit: Vec<WornItem> = items.iter().filter_map(worn_item).take(MAX_ITEMS).collect();
+    if let Some(value) = answer.get("outfit") {
+        let outfit = outfit(value);
         if !outfit.is_empty() {
             next.outfit = outfit;
         }
@@ -177,11 +239,8 @@ pub fn apply(previous: &LiveState, answer: &Value) -> LiveState {
     if let Some(tags) = tags {
         next.visual_tags = tags;
     }
-    match answer.get("is_user_present") {
-        Some(Value::Bool(present)) => next.user_present = *present,
-        Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => next.user_present = true,
-        Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => next.user_present = false,
-        _ => {}
+    if let Some(present) = answer.get("is_user_present").and_then(yes_or_no) {
+        next.user_present = present;
     }
     next
 }
@@ -216,6 +275,107 @@ mod tests {
         assert!(extract_json("no json here").is_none());
         assert!(extract_json("} backwards {").is_none());
         assert!(extract_json("{\"url\": \"http://x\"}").is_some());
+    }
+
+    #[test]
+    fn repairs_never_touch_the_text_inside_strings() {
+        let value = extract_json(
+            "{\"action\": \"whispers True love, FALSE alarm // not a comment\", \"is_user_present\": True,}",
+        )
+        .expect("repaired");
+        assert_eq!(
+            value["action"],
+            "whispers True love, FALSE alarm // not a comment"
+        );
+        assert_eq!(value["is_user_present"], true);
+    }
+
+    #[test]
+    fn prose_fences_single_quotes_and_a_cut_off_end_are_read() {
+        let value =
+            extract_json("The scene now: {\"location\": \"park\"} — that is all.").expect("found");
+        assert_eq!(value["location"], "park");
+        let value = extract_json("```\n{'location': 'bar', action: 'pouring a drink'}\n```")
+            .expect("found");
+        assert_eq!(value["action"], "pouring a drink");
+        let value = extract_json("{\"location\": \"beach\", \"outfit\": [\"bikini\", \"sun hat\"")
+            .expect("found");
+        assert_eq!(value["outfit"], json!(["bikini", "sun hat"]));
+        assert!(
+            extract_json(&"[".repeat(100_000)).is_none(),
+            "deep nesting is refused"
+        );
+        assert!(extract_json(&format!("{{\"a\": \"{}\"}}", "x".repeat(70_000))).is_none());
+    }
+
+    #[test]
+    fn an_outfit_comes_in_many_shapes() {
+        let expect = |answer: Value| -> Vec<(String, String)> {
+            apply(&state(), &answer)
+                .outfit
+                .into_iter()
+                .map(|item| (item.category, item.description))
+                .collect()
+        };
+        let pairs = |list: &[(&str, &str)]| -> Vec<(String, String)> {
+            list.iter()
+                .map(|(c, d)| ((*c).to_owned(), (*d).to_owned()))
+                .collect()
+        };
+        let wanted = pairs(&[
+            ("top", "white blouse"),
+            ("bottom", "black skirt"),
+            ("other", "pearl necklace"),
+        ]);
+        assert_eq!(
+            expect(json!({"outfit": "white blouse, black skirt, pearl necklace"})),
+            wanted
+        );
+        assert_eq!(
+            expect(json!({"outfit": ["white blouse", "black skirt", "pearl necklace"]})),
+            wanted
+        );
+        assert_eq!(
+            expect(
+                json!({"outfit": [{"description": "white blouse"}, {"item": "black skirt", "category": "skirts"}, {"name": "pearl necklace"}]})
+            ),
+            wanted
+        );
+        assert_eq!(
+            expect(
+                json!({"outfit": {"top": "white blouse", "bottom": {"item": "black skirt"}, "jewellery": "pearl necklace"}})
+            ),
+            wanted
+        );
+        assert_eq!(
+            expect(json!({"outfit": [{"category": "Full Body", "item": "red sundress"}]})),
+            pairs(&[("full_body", "red sundress")])
+        );
+    }
+
+    #[test]
+    fn presence_is_read_from_yes_and_no() {
+        for (answer, present) in [
+            (json!("yes"), true),
+            (json!("No"), false),
+            (json!(1), true),
+            (json!("FALSE"), false),
+            (json!(true), true),
+        ] {
+            let mut before = state();
+            before.user_present = !present;
+            assert_eq!(
+                apply(&before, &json!({"is_user_present": answer})).user_present,
+                present,
+                "{answer}"
+            );
+        }
+        let mut before = state();
+        before.user_present = true;
+        assert!(
+            apply(&before, &json!({"is_user_present": "maybe"})).user_present,
+            "unclear keeps it"
+        );
     }
 
     #[test]

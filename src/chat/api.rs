@@ -73,6 +73,7 @@ pub fn message_json(message: &MessageRow) -> Value {
             "height": message.image_height,
         })),
         "image_error": message.image_error,
+        "finish_reason": message.finish_reason,
         "created_at": message.created_at,
         "edited_at": message.edited_at,
     })

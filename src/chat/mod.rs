@@ -9,6 +9,7 @@ mod analysis;
 mod api;
 pub mod prompt;
 pub mod render;
+mod reply_text;
 mod routes;
 pub mod runner;
 pub mod store;

@@ -2,10 +2,19 @@
 //!
 //! System prompt (the companion's derived profile, the live state, the user's appearance when present, the
 //! conduct rules) → as much recent history as fits the context window → the user's message, exactly once.
+//!
+//! Tokens are counted with OpenAI's `cl100k_base` BPE (the tables ship inside `tiktoken-rs`), plus 10 %
+//! headroom and four tokens of message framing. The tokenizers of today's open models (Llama 3, Qwen,
+//! Mistral's Tekken) are at least as efficient for every script, so the count errs high; for a model whose
+//! tokenizer is less efficient, the provider's "context length exceeded" answer shortens the window once
+//! ([`shortened_context`]).
 
 use crate::companions::profile::{LiveState, Profile};
 use crate::companions::prompt::system_prompt;
-use crate::providers::llm::ChatMessage;
+use crate::providers::llm::{ChatMessage, ContextSizes};
+
+/// Tokens of framing every message costs beyond its text (role, separators).
+const MESSAGE_OVERHEAD: u32 = 4;
 
 /// Rules every reply follows.
 pub const CONDUCT_RULES: &str = "Stay in character at all times and speak in the first person. React to what the \
@@ -22,9 +31,45 @@ pub struct Turn {
     pub content: String,
 }
 
-/// A rough token count (four characters a token, plus the message overhead): enough to budget a window.
+/// The tokens a message with `text` costs: its `cl100k_base` tokens plus 10 %, plus the framing.
 pub fn estimate_tokens(text: &str) -> u32 {
-    u32::try_from(text.chars().count() / 4 + 4).unwrap_or(u32::MAX)
+    let tokens = tiktoken_rs::cl100k_base_singleton()
+        .encode_ordinary(text)
+        .len();
+    let tokens = u32::try_from(tokens).unwrap_or(u32::MAX);
+    tokens
+        .saturating_add(tokens.div_ceil(10))
+        .saturating_add(MESSAGE_OVERHEAD)
+}
+
+/// Loads the tokenizer's tables (a fraction of a second), so the first reply does not wait for it.
+pub fn warm_up_tokenizer() {
+    let _ = estimate_tokens("warm up");
+}
+
+/// The estimated tokens of a prompt.
+pub fn count_messages(messages: &[ChatMessage]) -> u32 {
+    messages
+        .iter()
+        .map(|m| estimate_tokens(&m.content))
+        .fold(0, u32::saturating_add)
+}
+
+/// The context to budget with after the provider refused a prompt of `sent` estimated tokens as too long.
+/// When it named its window and its own count of our messages, the budget is scaled to its count (with 10 %
+/// to spare); otherwise the room for history and prompt is halved.
+pub fn shortened_context(context: u32, reply_tokens: u32, sent: u32, sizes: ContextSizes) -> u32 {
+    let limit = sizes.limit.map_or(context, |limit| limit.min(context));
+    let room = limit.saturating_sub(reply_tokens);
+    let prompt_budget = match sizes.prompt {
+        Some(counted) if counted > 0 => {
+            (f64::from(room) * f64::from(sent) / f64::from(counted) * 0.9) as u32
+        }
+        _ => sent.min(room) / 2,
+    };
+    let shorter = reply_tokens.saturating_add(prompt_budget.min(room));
+    // Always shorter than what failed.
+    shorter.min(context.saturating_sub(1))
 }
 
 /// The system prompt of a reply.
@@ -122,7 +167,7 @@ mod tests {
             .map(|i| {
                 turn(
                     if i % 2 == 0 { "user" } else { "assistant" },
-                    &format!("{i} {}", "x".repeat(400)),
+                    &format!("{i} {}", "many words ".repeat(50)),
                 )
             })
             .collect();
@@ -137,6 +182,67 @@ mod tests {
             messages[messages.len() - 2].content.starts_with("99 "),
             "the newest history is kept"
         );
+    }
+
+    #[test]
+    fn tokens_are_counted_never_low_for_any_script() {
+        // cl100k_base counts these exactly; the estimate adds headroom and framing on top.
+        let english = "The quick brown fox jumps over the lazy dog.";
+        assert_eq!(estimate_tokens(english), 10 + 1 + 4);
+        // Four characters a token would say 25 for 100 CJK characters; they are at least one token each.
+        let japanese = "今日はとても良い天気ですね。".repeat(7);
+        let chars = japanese.chars().count() as u32;
+        assert!(
+            estimate_tokens(&japanese) >= chars,
+            "{} tokens for {chars} characters",
+            estimate_tokens(&japanese)
+        );
+        let korean = "안녕하세요 만나서 반갑습니다".repeat(5);
+        assert!(estimate_tokens(&korean) >= korean.chars().count() as u32 / 2);
+        assert_eq!(estimate_tokens(""), MESSAGE_OVERHEAD);
+    }
+
+    #[test]
+    fn a_cjk_history_is_trimmed_to_the_window() {
+        // 50 turns of 400 Chinese characters: far more than a 4,096-token window holds.
+        let history: Vec<Turn> = (0..50)
+            .map(|i| {
+                turn(
+                    if i % 2 == 0 { "user" } else { "assistant" },
+                    &"我们明天去公园散步吧".repeat(40),
+                )
+            })
+            .collect();
+        let messages = build("sys".into(), &history, "好", 4096, 300);
+        assert!(
+            count_messages(&messages) <= 4096 - 300,
+            "{}",
+            count_messages(&messages)
+        );
+        assert!(messages.len() > 2, "some history still fits");
+    }
+
+    #[test]
+    fn a_context_refusal_shortens_the_window() {
+        let named = ContextSizes {
+            limit: Some(4096),
+            prompt: Some(5000),
+        };
+        // We estimated 4000 where the server counted 5000: our budget shrinks by that ratio, and 10 % more.
+        let context = shortened_context(4096, 300, 4000, named);
+        assert_eq!(context, 300 + (3796.0_f64 * 4000.0 / 5000.0 * 0.9) as u32);
+        // A server that names nothing: half the room.
+        assert_eq!(
+            shortened_context(4096, 300, 3700, ContextSizes::default()),
+            300 + 1850
+        );
+        // A smaller real window than configured is believed.
+        let small = ContextSizes {
+            limit: Some(2048),
+            prompt: None,
+        };
+        assert!(shortened_context(8192, 300, 7000, small) <= 2048);
+        assert!(shortened_context(400, 300, 10, ContextSizes::default()) < 400);
     }
 
     #[test]

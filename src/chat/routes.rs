@@ -27,6 +27,8 @@ struct Bubble {
     html: String,
     image: Option<Picture>,
     image_error: Option<String>,
+    /// The reply stopped at the token limit.
+    cut_at_limit: bool,
 }
 
 /// A message's picture.
@@ -57,11 +59,13 @@ struct ChatPage {
     images_configured: bool,
 }
 
-/// The latest run, when it failed: shown with its reason and a Retry button.
+/// The latest run, when it failed: shown with its reason and a Retry button, and what it had written (shown
+/// as unfinished, never as a reply).
 struct FailedRun {
     id: String,
     message: String,
     correlation_id: String,
+    partial: Option<String>,
 }
 
 async fn show_chat(
@@ -98,6 +102,7 @@ async fn show_chat(
                 .clone()
                 .unwrap_or_else(|| "The reply failed.".into()),
             correlation_id: run.correlation_id.clone(),
+            partial: (!run.partial_text.is_empty()).then(|| run.partial_text.clone()),
         });
     let profile = &companion.profile.0;
     let live = &companion.live_state.0;
@@ -127,6 +132,7 @@ async fn show_chat(
                     height: m.image_height.unwrap_or(0),
                 }),
                 image_error: m.image_error,
+                cut_at_limit: m.finish_reason.as_deref() == Some("length"),
                 role: m.role,
             })
             .collect(),

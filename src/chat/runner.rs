@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use super::reply_text::TrimmedStream;
 use super::store::{self, Finished, RunRow};
 use super::{analysis, prompt, render};
 use crate::companions;
@@ -22,7 +23,7 @@ use crate::db::{Db, Timestamp};
 use crate::engine::{RunChannel, RunEvent, RunExecutor, StreamHub};
 use crate::images::generate::{Destination, Generated, Imaging};
 use crate::media::store::Source;
-use crate::providers::llm::{LlmClient, LlmError};
+use crate::providers::llm::{ChatMessage, Finish, LlmClient, LlmError};
 
 /// How long a claim on a run lasts without renewal; renewed while the run makes progress.
 pub const LEASE: Duration = Duration::from_secs(30);
@@ -32,6 +33,17 @@ const FLUSH_EVERY: Duration = Duration::from_millis(250);
 const HISTORY_LIMIT: u32 = 200;
 /// Time kept back from the deadline when a picture is being made, so the reply is still stored.
 const IMAGE_DEADLINE_MARGIN: u64 = 10;
+/// Streams started per reply: a cut stream is started again (with backoff) until this many were tried.
+pub const STREAM_ATTEMPTS: u32 = 3;
+
+/// The output of `respond`: the reply's exact text and how the model ended it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Reply {
+    /// The text, as streamed to clients and as it will be stored.
+    pub text: String,
+    /// How the stream ended; `None` for a reply finished before finish reasons were recorded.
+    pub finish: Option<Finish>,
+}
 
 /// Why a step did not complete.
 #[derive(Debug)]
@@ -74,6 +86,12 @@ impl From<LlmError> for StepError {
     fn from(err: LlmError) -> Self {
         tracing::warn!(error = %err, kind = err.kind(), "language model call failed");
         match err {
+            LlmError::ContextTooLong { .. } => Self::failed(
+                "llm_context_exceeded",
+                "The conversation does not fit the language model's context window, even shortened. \
+                 Check LLM_CONTEXT_TOKENS against the model's real context size.",
+                false,
+            ),
             LlmError::Rejected { status, .. } => Self::failed(
                 "llm_rejected",
                 format!("The language model refused the request (HTTP {status})."),
@@ -86,7 +104,8 @@ impl From<LlmError> for StepError {
             ),
             LlmError::StreamBroken { .. } => Self::failed(
                 "llm_stream_broken",
-                "The connection to the language model broke while it was replying.",
+                "The connection to the language model kept breaking before the reply was finished. \
+                 What arrived is shown as unfinished; Retry writes the reply again.",
                 true,
             ),
             LlmError::Malformed(_) => Self::failed(
@@ -224,14 +243,18 @@ impl ChatExecutor {
     async fn steps(&self, run: &RunRow, cancel: &CancellationToken) -> Result<(), StepError> {
         if run.kind == "image" {
             self.image_step(run.id, cancel).await?;
-            self.finalize_step(run.id, "").await?;
+            let nothing = Reply {
+                text: String::new(),
+                finish: None,
+            };
+            self.finalize_step(run.id, &nothing).await?;
             return Ok(());
         }
         let reply = self.respond_step(run.id, cancel).await?;
         if cancel.is_cancelled() {
             return Err(StepError::Cancelled);
         }
-        self.analyze_step(run.id, &reply).await?;
+        self.analyze_step(run.id, &reply.text).await?;
         if cancel.is_cancelled() {
             return Err(StepError::Cancelled);
         }
@@ -248,19 +271,23 @@ impl ChatExecutor {
             .ok_or_else(|| StepError::failed("not_found", "The conversation was cleared.", false))
     }
 
-    /// Step `respond`: run id → the reply text. Streams to the run's channel; a reply that was complete
-    /// before an interruption is returned as it is.
+    /// Step `respond`: run id → the reply. Streams to the run's channel; a reply that was complete before
+    /// an interruption is returned as it is. When the provider says the prompt is longer than its context
+    /// window, the history is shortened and the reply asked for once more.
     pub async fn respond_step(
         &self,
         run_id: Uuid,
         cancel: &CancellationToken,
-    ) -> Result<String, StepError> {
+    ) -> Result<Reply, StepError> {
         let run = self.load(run_id).await?;
         let channel = self.hub.open(run.id);
         if !matches!(run.status.as_str(), "queued" | "responding") {
             // The reply was complete before an interruption; subscribers catch up from it.
             channel.seed_text(&run.partial_text, &run.text_epoch);
-            return Ok(run.partial_text);
+            return Ok(Reply {
+                finish: run.finish_reason.as_deref().and_then(Finish::parse),
+                text: run.partial_text,
+            });
         }
         let Some(llm) = &self.llm else {
             return Err(StepError::failed(
@@ -306,13 +333,6 @@ impl ChatExecutor {
                 })
                 .collect();
         let system = prompt::system(profile, &companion.live_state.0, &user_name);
-        let messages = prompt::build(
-            system,
-            &history,
-            &user_message.content,
-            llm.context_tokens,
-            llm.reply_sampling.max_tokens,
-        );
         self.publish_progress(
             &run,
             &channel,
@@ -322,7 +342,36 @@ impl ChatExecutor {
         )
         .await?;
         let started = Instant::now();
-        let reply = self.respond(&run, &channel, cancel, llm, &messages).await?;
+        let reply_tokens = llm.reply_sampling.max_tokens;
+        let mut context_tokens = llm.context_tokens;
+        let mut shortened = false;
+        let reply = loop {
+            let messages = prompt::build(
+                system.clone(),
+                &history,
+                &user_message.content,
+                context_tokens,
+                reply_tokens,
+            );
+            match self.respond(&run, &channel, cancel, llm, &messages).await? {
+                Err(LlmError::ContextTooLong { sizes, detail }) if !shortened => {
+                    shortened = true;
+                    let sent = prompt::count_messages(&messages);
+                    context_tokens =
+                        prompt::shortened_context(context_tokens, reply_tokens, sent, sizes);
+                    tracing::warn!(
+                        run_id = %run.id,
+                        detail,
+                        estimated_prompt_tokens = sent,
+                        context_tokens,
+                        "the prompt did not fit the model's context; shortening the history once"
+                    );
+                    metrics::counter!("llm_context_retries_total").increment(1);
+                }
+                Err(err) => return Err(err.into()),
+                Ok(reply) => break reply,
+            }
+        };
         metrics::histogram!("chat_step_duration_seconds", "step" => "respond")
             .record(started.elapsed().as_secs_f64());
         Ok(reply)
@@ -476,7 +525,7 @@ impl ChatExecutor {
     pub async fn finalize_step(
         &self,
         run_id: Uuid,
-        reply: &str,
+        reply: &Reply,
     ) -> Result<Option<Uuid>, StepError> {
         let run = self.load(run_id).await?;
         let channel = self.hub.open(run.id);
@@ -491,7 +540,8 @@ impl ChatExecutor {
                 }),
             None => Vec::new(),
         };
-        let stored = match store::complete(&self.db, &run, reply).await? {
+        let finish_reason = reply.finish.as_ref().map(Finish::as_str);
+        let stored = match store::complete(&self.db, &run, &reply.text, finish_reason).await? {
             Finished::Now(Some(message_id)) => {
                 metrics::counter!("chat_runs_total", "status" => "completed").increment(1);
                 tracing::info!(run_id = %run.id, "chat run completed");
@@ -500,7 +550,7 @@ impl ChatExecutor {
                     step: "Done".into(),
                     progress: 100,
                 });
-                let done = done_event(&self.db, run.companion_id, message_id, reply).await;
+                let done = done_event(&self.db, run.companion_id, message_id, &reply.text).await;
                 channel.publish(done);
                 Some(message_id)
             }
@@ -517,15 +567,19 @@ impl ChatExecutor {
         Ok(stored)
     }
 
-    /// Streams the reply; persists it every 250 ms while it grows; restarts once when the stream breaks.
+    /// Streams the reply under the one text rule ([`TrimmedStream`]); persists it every 250 ms while it
+    /// grows. A stream that is cut (it broke, or ended without finishing) is started again after a backoff,
+    /// as a new version of the text (subscribers get `reset`), until [`STREAM_ATTEMPTS`] streams were tried;
+    /// then the run fails with the text so far kept on the run as unfinished. The outer error is this run's
+    /// own trouble (Stop, the database); the inner one the model's last failure.
     async fn respond(
         &self,
         run: &RunRow,
         channel: &RunChannel,
         cancel: &CancellationToken,
         llm: &LlmClient,
-        messages: &[crate::providers::llm::ChatMessage],
-    ) -> Result<String, StepError> {
+        messages: &[ChatMessage],
+    ) -> Result<Result<Reply, LlmError>, StepError> {
         let expected_chars = (llm.reply_sampling.max_tokens as usize)
             .saturating_mul(4)
             .max(1);
@@ -534,6 +588,7 @@ impl ChatExecutor {
             attempt += 1;
             let started = Instant::now();
             let mut first_token = true;
+            let mut shown = TrimmedStream::new();
             let stream = llm.stream_reply(messages, &run.correlation_id, |piece| {
                 if first_token {
                     first_token = false;
@@ -541,7 +596,9 @@ impl ChatExecutor {
                         .record(started.elapsed().as_secs_f64());
                 }
                 metrics::counter!("llm_tokens_streamed_total").increment(1);
-                channel.push_text(piece);
+                if let Some(visible) = shown.push(piece) {
+                    channel.push_text(&visible);
+                }
             });
             tokio::pin!(stream);
             let mut ticker = tokio::time::interval(FLUSH_EVERY);
@@ -573,8 +630,9 @@ impl ChatExecutor {
                 }
             };
             match result {
-                Ok(text) => {
-                    let text = text.trim().to_owned();
+                Ok(streamed) => {
+                    // The channel holds exactly what clients were shown: that is the reply.
+                    let text = channel.text();
                     if text.is_empty() {
                         return Err(StepError::failed(
                             "llm_empty_reply",
@@ -582,19 +640,43 @@ impl ChatExecutor {
                             true,
                         ));
                     }
-                    store::save_partial(&self.db, run.id, &text).await?;
-                    return Ok(text);
+                    if streamed.finish != Finish::Stop {
+                        tracing::info!(run_id = %run.id, finish = streamed.finish.as_str(), "the reply ended early");
+                    }
+                    store::save_reply(&self.db, run.id, &text, streamed.finish.as_str()).await?;
+                    return Ok(Ok(Reply {
+                        text,
+                        finish: Some(streamed.finish),
+                    }));
                 }
-                Err(LlmError::StreamBroken { .. }) if attempt == 1 => {
-                    tracing::warn!(run_id = %run.id, "reply stream broke; writing the reply again");
-                    let epoch = format!("{}.{attempt}", run.attempts);
-                    store::start_text_epoch(&self.db, run.id, &epoch).await?;
-                    channel.reset(
-                        "The connection to the model broke; the reply starts again.",
-                        &epoch,
+                Err(LlmError::StreamBroken { reason, .. }) if attempt < STREAM_ATTEMPTS => {
+                    let wait = llm.backoff(attempt);
+                    tracing::warn!(
+                        run_id = %run.id,
+                        attempt,
+                        reason,
+                        wait_ms = wait.as_millis() as u64,
+                        "the reply stream was cut; writing the reply again"
                     );
+                    metrics::counter!("llm_stream_restarts_total").increment(1);
+                    if !channel.text().is_empty() {
+                        let epoch = format!("{}.{attempt}", run.attempts);
+                        store::start_text_epoch(&self.db, run.id, &epoch).await?;
+                        channel.reset(
+                            "The connection to the model broke; the reply starts again.",
+                            &epoch,
+                        );
+                    }
+                    tokio::select! {
+                        () = cancel.cancelled() => return Err(StepError::Cancelled),
+                        () = tokio::time::sleep(wait) => {}
+                    }
                 }
-                Err(err) => return Err(err.into()),
+                Err(err) => {
+                    // What was shown stays on the run, marked unfinished by the failure.
+                    store::save_partial(&self.db, run.id, &channel.text()).await?;
+                    return Ok(Err(err));
+                }
             }
         }
     }
@@ -617,17 +699,24 @@ impl ChatExecutor {
             _ => return None,
         };
         let request = analysis::request(name, &current, said, reply);
-        let answer = match llm.complete(&request, &run.correlation_id, 600).await {
+        let answer = match llm.complete(&request, &run.correlation_id, 600, true).await {
             Ok(answer) => answer,
             Err(err) => {
-                tracing::warn!(run_id = %run.id, error = %err, "scene analysis failed; keeping the state");
+                tracing::warn!(run_id = %run.id, error = %err, "scene analysis failed; keeping the scene");
+                metrics::counter!("scene_analyses_total", "outcome" => "failed").increment(1);
                 return None;
             }
         };
         let Some(json) = analysis::extract_json(&answer) else {
-            tracing::warn!(run_id = %run.id, "scene analysis answer is not JSON; keeping the state");
+            tracing::warn!(
+                run_id = %run.id,
+                answer_chars = answer.chars().count(),
+                "scene analysis answer has no usable JSON; keeping the scene"
+            );
+            metrics::counter!("scene_analyses_total", "outcome" => "unusable").increment(1);
             return None;
         };
+        metrics::counter!("scene_analyses_total", "outcome" => "applied").increment(1);
         match companions::store::update_live_state(&self.db, run.user_id, *companion, |state| {
             analysis::apply(state, &json)
         })
@@ -683,7 +772,7 @@ impl ChatExecutor {
         message: &str,
         retryable: bool,
     ) {
-        match store::fail(&self.db, run, code, message, retryable).await {
+        match store::fail(&self.db, run, &channel.text(), code, message, retryable).await {
             Ok(Finished::Now(_)) => {
                 metrics::counter!("chat_runs_total", "status" => "failed").increment(1);
                 tracing::warn!(run_id = %run.id, code, "chat run failed");
@@ -737,12 +826,17 @@ async fn done_event(db: &Db, companion: Uuid, message_id: Uuid, fallback: &str) 
             .event(),
         )
     });
+    let (image_error, finish_reason) = match message {
+        Some(m) => (m.image_error, m.finish_reason),
+        None => (None, None),
+    };
     RunEvent::Done {
         message_id,
         html: render::to_html(&content),
         content,
         image,
-        image_error: message.and_then(|m| m.image_error),
+        image_error,
+        finish_reason,
     }
 }
 

@@ -26,6 +26,8 @@ pub struct MessageRow {
     pub image_width: Option<i32>,
     /// The attached image's height.
     pub image_height: Option<i32>,
+    /// How a reply ended (`stop`, `length`, `content_filter`); `None` for user messages.
+    pub finish_reason: Option<String>,
     /// When it was written.
     pub created_at: Timestamp,
     /// When it was last edited.
@@ -65,6 +67,8 @@ pub struct RunRow {
     pub partial_text: String,
     /// Which version of the text offsets refer to: empty for the first, new after every reset.
     pub text_epoch: String,
+    /// How the reply stream ended, once it finished (`stop`, `length`, `content_filter`).
+    pub finish_reason: Option<String>,
     /// The live state after the analysis, for replaying the `state` event.
     pub state_after: Option<Json<serde_json::Value>>,
     /// Error code of a failed or cancelled run.
@@ -91,10 +95,10 @@ impl RunRow {
 }
 
 const RUN_COLUMNS: &str = "id, kind, companion_id, user_id, user_message_id, replaces_message_id, \
-     assistant_message_id, generate_image, image_id, image_error, status, step, progress, partial_text, text_epoch, state_after, error_code, \
+     assistant_message_id, generate_image, image_id, image_error, status, step, progress, partial_text, text_epoch, finish_reason, state_after, error_code, \
      error_message, retryable, attempts, correlation_id, deadline_at, created_at";
 
-const MESSAGE_COLUMNS: &str = "m.id, m.role, m.content, m.image_id, m.image_error, \
+const MESSAGE_COLUMNS: &str = "m.id, m.role, m.content, m.image_id, m.image_error, m.finish_reason, \
      (SELECT i.width FROM images i WHERE i.id = m.image_id) AS image_width, \
      (SELECT i.height FROM images i WHERE i.id = m.image_id) AS image_height, m.created_at, m.edited_at";
 
@@ -398,6 +402,25 @@ pub async fn save_partial(db: &Db, run: Uuid, text: &str) -> Result<(), sqlx::Er
     .map(|_| ()))
 }
 
+/// The finished reply: its exact text and how the stream ended (read back when a run resumes).
+pub async fn save_reply(
+    db: &Db,
+    run: Uuid,
+    text: &str,
+    finish_reason: &str,
+) -> Result<(), sqlx::Error> {
+    db_dispatch!(db, pool => sqlx::query(
+        "UPDATE chat_runs SET partial_text = $1, finish_reason = $2, updated_at = $3 WHERE id = $4",
+    )
+    .bind(text)
+    .bind(finish_reason)
+    .bind(Timestamp::now())
+    .bind(run)
+    .execute(pool)
+    .await
+    .map(|_| ()))
+}
+
 /// Starts a new version of the reply text (after a reset): empty text, new epoch.
 pub async fn start_text_epoch(db: &Db, run: Uuid, epoch: &str) -> Result<(), sqlx::Error> {
     db_dispatch!(db, pool => sqlx::query(
@@ -436,39 +459,66 @@ pub enum Finished {
 
 /// Stores the assistant message and completes the run in one transaction — exactly once: a run that is no
 /// longer unfinished stores nothing. A regenerate's old reply is deleted in the same transaction.
-pub async fn complete(db: &Db, run: &RunRow, content: &str) -> Result<Finished, sqlx::Error> {
-    finish(db, run, "completed", Some(content), None).await
+pub async fn complete(
+    db: &Db,
+    run: &RunRow,
+    content: &str,
+    finish_reason: Option<&str>,
+) -> Result<Finished, sqlx::Error> {
+    finish(
+        db,
+        run,
+        "completed",
+        content,
+        Some((content, finish_reason)),
+        None,
+    )
+    .await
 }
 
 /// Ends the run as cancelled; a non-empty partial reply is kept as the assistant message.
 pub async fn cancel(db: &Db, run: &RunRow, partial: &str) -> Result<Finished, sqlx::Error> {
-    let content = (!partial.trim().is_empty()).then_some(partial);
+    let content = (!partial.trim().is_empty()).then_some((partial, None));
     finish(
         db,
         run,
         "cancelled",
+        partial,
         content,
         Some(("cancelled", "Stopped.", true)),
     )
     .await
 }
 
-/// Ends the run as failed.
+/// Ends the run as failed; `partial` (what was written before the failure) stays on the run, shown as
+/// unfinished, never stored as a reply.
 pub async fn fail(
     db: &Db,
     run: &RunRow,
+    partial: &str,
     code: &str,
     message: &str,
     retryable: bool,
 ) -> Result<Finished, sqlx::Error> {
-    finish(db, run, "failed", None, Some((code, message, retryable))).await
+    finish(
+        db,
+        run,
+        "failed",
+        partial,
+        None,
+        Some((code, message, retryable)),
+    )
+    .await
 }
 
+/// Ends the run in `status` with `partial` as its text; `content` (text and finish reason) is stored as
+/// the assistant message.
 async fn finish(
     db: &Db,
     run: &RunRow,
     status: &str,
-    content: Option<&str>,
+    partial: &str,
+    content: Option<(&str, Option<&str>)>,
     error: Option<(&str, &str, bool)>,
 ) -> Result<Finished, sqlx::Error> {
     let now = Timestamp::now();
@@ -491,7 +541,7 @@ async fn finish(
         .bind(code)
         .bind(message)
         .bind(retryable)
-        .bind(content.unwrap_or(run.partial_text.as_str()))
+        .bind(partial)
         .bind(now)
         .bind(now)
         .bind(run.id)
@@ -525,7 +575,7 @@ async fn finish(
             tx.commit().await?;
             return Ok(Finished::Now(run.assistant_message_id));
         }
-        if let (Some(id), Some(text)) = (message_id, content) {
+        if let (Some(id), Some((text, finish_reason))) = (message_id, content) {
             if let Some(replaced) = run.replaces_message_id {
                 sqlx::query("DELETE FROM messages WHERE id = $1 AND companion_id = $2")
                     .bind(replaced)
@@ -534,12 +584,13 @@ async fn finish(
                     .await?;
             }
             sqlx::query(
-                "INSERT INTO messages (id, companion_id, role, content, created_at) \
-                 VALUES ($1, $2, 'assistant', $3, $4)",
+                "INSERT INTO messages (id, companion_id, role, content, finish_reason, created_at) \
+                 VALUES ($1, $2, 'assistant', $3, $4, $5)",
             )
             .bind(id)
             .bind(run.companion_id)
             .bind(text)
+            .bind(finish_reason)
             .bind(now)
             .execute(&mut *tx)
             .await?;

@@ -119,10 +119,11 @@ fn event(event: &RunEvent) -> Event {
             html,
             image,
             image_error,
+            finish_reason,
         } => Event::default().event("done").data(
             json!({
                 "message_id": message_id, "content": content, "html": html,
-                "image": image, "image_error": image_error,
+                "image": image, "image_error": image_error, "finish_reason": finish_reason,
             })
             .to_string(),
         ),

@@ -14,6 +14,7 @@ pub mod profile;
 pub mod prompt;
 mod routes;
 pub mod store;
+pub mod wardrobe;
 
 use axum::Router;
 

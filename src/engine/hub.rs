@@ -54,6 +54,8 @@ pub enum RunEvent {
         image: Option<Value>,
         /// Why the picture asked for could not be made.
         image_error: Option<String>,
+        /// How the reply ended (`length`: cut at the token limit), when known.
+        finish_reason: Option<String>,
     },
     /// The run failed or was cancelled; the stream ends.
     Error {

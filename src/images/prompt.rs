@@ -6,6 +6,7 @@
 //! action → location → lighting. Empty groups leave no trace, and the whole is bounded in length.
 
 use crate::companions::profile::{LiveState, Profile, WornItem};
+use crate::companions::wardrobe;
 use crate::config::StyleSettings;
 
 /// The longest prompt sent (tags past it are dropped, least important last).
@@ -42,83 +43,25 @@ enum Part {
     Other,
 }
 
-const UNDERWEAR_TOP_WORDS: &[&str] = &["bra", "bralette", "brassiere", "bandeau"];
-const UNDERWEAR_BOTTOM_WORDS: &[&str] = &[
-    "panties",
-    "panty",
-    "thong",
-    "briefs",
-    "boxers",
-    "knickers",
-    "g-string",
-    "underpants",
-];
-const UNDERWEAR_BOTH_WORDS: &[&str] = &["lingerie", "underwear"];
-const FULL_BODY_WORDS: &[&str] = &[
-    "dress", "sundress", "gown", "jumpsuit", "overalls", "romper", "kimono", "yukata",
-];
-const OUTERWEAR_WORDS: &[&str] = &[
-    "hoodie",
-    "sweatshirt",
-    "jacket",
-    "coat",
-    "blazer",
-    "cardigan",
-    "sweater",
-    "parka",
-    "raincoat",
-];
-const TOP_WORDS: &[&str] = &[
-    "shirt", "t-shirt", "blouse", "top", "tank", "tee", "camisole", "polo", "tunic", "crop-top",
-];
-const BOTTOM_WORDS: &[&str] = &[
-    "shorts",
-    "pants",
-    "jeans",
-    "skirt",
-    "miniskirt",
-    "leggings",
-    "trousers",
-    "sweatpants",
-];
-
-/// Whole words of a description: "laptop bag" has the word "laptop", not "top".
-fn words(text: &str) -> impl Iterator<Item = String> + '_ {
-    text.split(|c: char| !(c.is_alphanumeric() || c == '-'))
-        .filter(|word| !word.is_empty())
-        .map(str::to_lowercase)
-}
-
 fn part_of(item: &WornItem) -> Part {
-    match item.category.as_str() {
-        "outerwear" => return Part::Outerwear,
-        "top" => return Part::Top,
-        "bottom" => return Part::Bottom,
-        "full_body" => return Part::FullBody,
-        "underwear_top" => return Part::UnderwearTop,
-        "underwear_bottom" => return Part::UnderwearBottom,
-        "legwear" | "footwear" => return Part::Other,
-        _ => {}
-    }
-    // Unclassified items are placed by their words, checked most specific first.
-    let words: Vec<String> = words(&item.description).collect();
-    let has = |list: &[&str]| words.iter().any(|word| list.contains(&word.as_str()));
-    if has(UNDERWEAR_BOTH_WORDS) {
-        Part::UnderwearBoth
-    } else if has(UNDERWEAR_TOP_WORDS) {
-        Part::UnderwearTop
-    } else if has(UNDERWEAR_BOTTOM_WORDS) {
-        Part::UnderwearBottom
-    } else if has(FULL_BODY_WORDS) {
-        Part::FullBody
-    } else if has(OUTERWEAR_WORDS) {
-        Part::Outerwear
-    } else if has(TOP_WORDS) {
-        Part::Top
-    } else if has(BOTTOM_WORDS) {
-        Part::Bottom
-    } else {
-        Part::Other
+    let category = match item.category.as_str() {
+        "other" | "" => {
+            // Unclassified items are placed by their words.
+            if wardrobe::is_underwear_set(&item.description) {
+                return Part::UnderwearBoth;
+            }
+            wardrobe::category_of(&item.description).unwrap_or("other")
+        }
+        category => category,
+    };
+    match category {
+        "outerwear" => Part::Outerwear,
+        "top" => Part::Top,
+        "bottom" => Part::Bottom,
+        "full_body" => Part::FullBody,
+        "underwear_top" => Part::UnderwearTop,
+        "underwear_bottom" => Part::UnderwearBottom,
+        _ => Part::Other,
     }
 }
 

@@ -9,11 +9,10 @@
 use std::time::Duration;
 
 use base64::Engine as _;
-use futures_util::StreamExt;
 use serde_json::{Value, json};
 
-use super::join_url;
 use super::llm::{backoff, describe};
+use super::{CappedRead, join_url};
 use crate::config::{ImageBackendConfig, ImageSettings, Secret};
 
 /// Attempts per generation: the first and two retries.
@@ -377,27 +376,14 @@ impl ImageClient {
 
 /// The body, refusing to hold more than `limit` bytes.
 async fn read_capped(response: reqwest::Response, limit: usize) -> Result<Vec<u8>, Attempt> {
-    if response
-        .content_length()
-        .is_some_and(|length| length > limit as u64)
-    {
-        return Err(Attempt::Fatal(ImageGenError::TooLarge));
-    }
-    let mut body = Vec::new();
-    let mut chunks = response.bytes_stream();
-    while let Some(chunk) = chunks.next().await {
-        let chunk = chunk.map_err(|err| {
-            Attempt::Fatal(ImageGenError::Unavailable {
-                attempts: 1,
-                last: describe(err),
-            })
-        })?;
-        if body.len() + chunk.len() > limit {
-            return Err(Attempt::Fatal(ImageGenError::TooLarge));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
+    super::read_capped(response, limit)
+        .await
+        .map_err(|err| match err {
+            CappedRead::TooLarge => Attempt::Fatal(ImageGenError::TooLarge),
+            CappedRead::Broken(last) => {
+                Attempt::Fatal(ImageGenError::Unavailable { attempts: 1, last })
+            }
+        })
 }
 
 /// The size to ask an OpenAI-style API for: OpenAI's own models take only a few sizes (the one closest in

@@ -9,6 +9,8 @@ mod probe;
 
 use std::time::Duration;
 
+use futures_util::StreamExt;
+
 pub use probe::HttpProbe;
 
 use crate::config::{Config, ImageBackendConfig};
@@ -47,6 +49,58 @@ pub fn image_probe(config: &Config, client: &reqwest::Client) -> Option<HttpProb
             api_key.clone(),
         )),
     }
+}
+
+/// Why a capped read stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum CappedRead {
+    /// The body is longer than the cap (said by `Content-Length`, or found while reading).
+    TooLarge,
+    /// The connection broke while reading.
+    Broken(String),
+}
+
+/// The whole body, refusing to hold more than `limit` bytes: a misbehaving server cannot make us
+/// buffer without bound.
+pub(crate) async fn read_capped(
+    response: reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, CappedRead> {
+    if response
+        .content_length()
+        .is_some_and(|length| length > limit as u64)
+    {
+        return Err(CappedRead::TooLarge);
+    }
+    let mut body = Vec::new();
+    let mut chunks = response.bytes_stream();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|err| CappedRead::Broken(llm::describe(err)))?;
+        if body.len() + chunk.len() > limit {
+            return Err(CappedRead::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// At most the first `limit` bytes of a body, as text without control characters (error details: the
+/// rest is not read).
+pub(crate) async fn read_prefix(response: reqwest::Response, limit: usize) -> String {
+    let mut body = Vec::new();
+    let mut chunks = response.bytes_stream();
+    while body.len() < limit {
+        match chunks.next().await {
+            Some(Ok(chunk)) => {
+                body.extend_from_slice(&chunk[..chunk.len().min(limit - body.len())])
+            }
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&body)
+        .chars()
+        .filter(|c| !c.is_control())
+        .collect()
 }
 
 /// `http://host/v1` + `models` → `http://host/v1/models` (whether or not the base ends in `/`).

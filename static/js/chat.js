@@ -75,7 +75,8 @@ function setText(item, text) {
   item.querySelector(".message__body").textContent = text;
 }
 
-// Server HTML is sanitised (ammonia allowlist: p, br, strong, em); model text is only ever set as text.
+// Server HTML is sanitised (src/chat/render.rs: an ammonia allowlist of text tags, no links, images or
+// attributes but a list's start); model text is only ever set as text.
 function setServerHtml(item, html) {
   item.querySelector(".message__body").innerHTML = html;
 }
@@ -143,6 +144,25 @@ function clearRunError() {
   if (old) old.remove();
 }
 
+// What a failed run had written: kept in sight, marked unfinished (it was not saved as a reply).
+function clearPartial() {
+  for (const old of document.querySelectorAll(".message--partial")) old.remove();
+}
+
+function note(item, text) {
+  const paragraph = document.createElement("p");
+  paragraph.className = "message__note";
+  paragraph.textContent = text;
+  item.querySelector(".message__body").after(paragraph);
+}
+
+function keepAsPartial(item) {
+  item.classList.remove("message--live");
+  item.classList.add("message--partial");
+  item.querySelector(".message__body").classList.add("message__body--plain");
+  note(item, "Unfinished: the reply was cut off here and was not saved.");
+}
+
 function showRunError(runId, message, correlationId, retryable) {
   clearRunError();
   const box = document.createElement("div");
@@ -189,6 +209,7 @@ function connectionLost() {
 
 function follow(runId, { replacing = null, pictureOf = null } = {}) {
   clearRunError();
+  clearPartial();
   let live = pictureOf;
   if (pictureOf) {
     showPicturePending(pictureOf);
@@ -250,6 +271,7 @@ function open() {
     run.bubble.classList.remove("message--live");
     run.bubble.dataset.messageId = data.message_id;
     if (!run.pictureOnly) setServerHtml(run.bubble, data.html);
+    if (!run.pictureOnly && data.finish_reason === "length") note(run.bubble, "Stopped at the length limit (LLM_MAX_TOKENS).");
     showPicture(run.bubble, data.image, data.image_error);
     if (run.replacing) run.replacing.remove();
     finish();
@@ -264,7 +286,8 @@ function open() {
         finish();
         return;
       }
-      run.bubble.remove();
+      if (run.text && data.code !== "cancelled") keepAsPartial(run.bubble);
+      else run.bubble.remove();
       if (run.replacing) run.replacing.classList.remove("message--replacing");
       if (data.code !== "cancelled") showRunError(run.runId, data.message, data.correlation_id, data.retryable);
       finish();
@@ -317,6 +340,7 @@ form.addEventListener("submit", async (event) => {
       client_request_id: crypto.randomUUID(),
     });
     const mine = bubble("user", started.user_message_id);
+    mine.querySelector(".message__body").classList.add("message__body--plain");
     setText(mine, content);
     list.append(mine);
     input.value = "";

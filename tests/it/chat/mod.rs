@@ -2,9 +2,11 @@
 
 mod actions;
 mod failures;
+mod provider_streams;
 mod resume;
 mod runs;
 mod security;
+mod tolerance;
 
 use reqwest::Method;
 use serde_json::{Value, json};

@@ -32,6 +32,11 @@ pub enum Streamed {
     },
     /// Send these pieces, then break the connection.
     CutAfter(Vec<String>),
+    /// Send these pieces, then end the body properly (chunked terminator) with no `finish_reason` and no
+    /// `[DONE]`: a stream cut upstream, closed cleanly.
+    EndsUnfinished(Vec<String>),
+    /// Send these pieces, then a chunk with this `finish_reason`, then end the body (no `[DONE]`).
+    Finishes(Vec<String>, &'static str),
     /// Send these pieces, wait until the gate gets a permit, then break the connection.
     PausedThenCut {
         before: Vec<String>,
@@ -57,6 +62,27 @@ struct Script {
     streamed: VecDeque<Streamed>,
     analysed: VecDeque<Analysed>,
     requests: Vec<(HeaderMap, Value)>,
+    /// The model's context window, counted the fake's way ([`fake_tokens`]); longer prompts are refused as
+    /// OpenAI does.
+    context_limit: Option<u32>,
+}
+
+/// How the fake model counts tokens: one per CJK (or other non-ASCII) character, one per four ASCII
+/// characters, four per message — like a model whose tokenizer is poor at CJK scripts.
+pub fn fake_tokens(messages: &Value) -> u32 {
+    messages
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .map(|m| {
+                    let text = m["content"].as_str().unwrap_or("");
+                    let wide = text.chars().filter(|c| !c.is_ascii()).count() as u32;
+                    let ascii = text.chars().filter(char::is_ascii).count() as u32;
+                    wide + ascii.div_ceil(4) + 4
+                })
+                .sum()
+        })
+        .unwrap_or(0)
 }
 
 /// The fake and its script.
@@ -89,6 +115,12 @@ fn chunk(text: &str) -> Bytes {
     Bytes::from(format!("data: {data}\n\n"))
 }
 
+fn finish_chunk(reason: &str) -> Bytes {
+    let data = json!({"id": "c", "object": "chat.completion.chunk",
+        "choices": [{"index": 0, "delta": {}, "finish_reason": reason}]});
+    Bytes::from(format!("data: {data}\n\n"))
+}
+
 fn done() -> Bytes {
     Bytes::from_static(b"data: [DONE]\n\n")
 }
@@ -101,7 +133,28 @@ async fn completions(
     let streamed = body["stream"].as_bool().unwrap_or(false);
     let (reply, analysed) = {
         let mut script = script.lock().unwrap();
+        let prompt_tokens = fake_tokens(&body["messages"]);
+        let completion = body["max_tokens"].as_u64().unwrap_or(0) as u32;
+        let refused = script
+            .context_limit
+            .filter(|limit| prompt_tokens + completion > *limit);
         script.requests.push((headers, body));
+        if let Some(limit) = refused {
+            let message = format!(
+                "This model's maximum context length is {limit} tokens. However, you requested {} tokens \
+                 ({prompt_tokens} in the messages, {completion} in the completion). Please reduce the length \
+                 of the messages or completion.",
+                prompt_tokens + completion
+            );
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(
+                    json!({"error": {"message": message, "type": "invalid_request_error",
+                    "param": "messages", "code": "context_length_exceeded"}}),
+                ),
+            )
+                .into_response();
+        }
         if streamed {
             (
                 Some(script.streamed.pop_front().unwrap_or_else(|| {
@@ -143,6 +196,19 @@ async fn completions(
                 .iter()
                 .map(|t| Ok(chunk(t)))
                 .chain([Ok(done())])
+                .collect();
+            sse(Body::from_stream(futures_util::stream::iter(pieces)))
+        }
+        Streamed::EndsUnfinished(tokens) => {
+            let pieces: Vec<Result<Bytes, Infallible>> =
+                tokens.iter().map(|t| Ok(chunk(t))).collect();
+            sse(Body::from_stream(futures_util::stream::iter(pieces)))
+        }
+        Streamed::Finishes(tokens, reason) => {
+            let pieces: Vec<Result<Bytes, Infallible>> = tokens
+                .iter()
+                .map(|t| Ok(chunk(t)))
+                .chain([Ok(finish_chunk(reason))])
                 .collect();
             sse(Body::from_stream(futures_util::stream::iter(pieces)))
         }
@@ -250,6 +316,11 @@ impl FakeLlm {
         self.script.lock().unwrap().streamed.push_back(reply);
     }
 
+    /// Refuse prompts longer than `limit` fake tokens, as a real model with that context window does.
+    pub fn limit_context(&self, limit: u32) {
+        self.script.lock().unwrap().context_limit = Some(limit);
+    }
+
     pub fn analyse(&self, answer: Analysed) {
         self.script.lock().unwrap().analysed.push_back(answer);
     }
@@ -257,6 +328,14 @@ impl FakeLlm {
     /// Every request so far: headers and JSON body.
     pub fn requests(&self) -> Vec<(HeaderMap, Value)> {
         self.script.lock().unwrap().requests.clone()
+    }
+
+    /// The non-streamed (analysis) requests so far.
+    pub fn analysis_requests(&self) -> Vec<(HeaderMap, Value)> {
+        self.requests()
+            .into_iter()
+            .filter(|(_, body)| body["stream"] != true)
+            .collect()
     }
 
     /// The streamed (reply) requests so far.
