@@ -35,14 +35,12 @@ use crate::ops::jobs::JobLeases;
 use crate::providers::images::ImageClient;
 use crate::providers::llm::LlmClient;
 use crate::state::AppState;
+use crate::web::keys::ServerKeys;
 use crate::web::security_headers::{SecurityHeaders, add_security_headers};
 use crate::web::{RateLimiter, assets, csrf, error_pages, observe, session};
 use crate::{accounts, chat, companions, home, images, ops, providers};
 
-/// Hard cap on any request body; uploads are the largest legitimate bodies.
-pub const MAX_REQUEST_BYTES: usize = 12 * 1024 * 1024;
-/// What body extractors (forms, JSON) accept unless a route raises it.
-pub const MAX_FORM_BYTES: usize = 256 * 1024;
+pub use crate::web::limits::{MAX_FORM_BYTES, MAX_REQUEST_BYTES};
 /// How often unfinished chat runs nobody holds are looked for.
 pub const RUN_SWEEP_INTERVAL: Duration = Duration::from_secs(15);
 /// How often expired sessions and rate-limit windows are deleted.
@@ -71,6 +69,9 @@ pub struct App {
     metrics: PrometheusHandle,
     http: reqwest::Client,
     media: MediaStorage,
+    keys: Arc<ServerKeys>,
+    /// Bound at build time when `METRICS_LISTEN_ADDR` is set: `/metrics` is served there and nowhere else.
+    metrics_listener: Option<TcpListener>,
 }
 
 impl App {
@@ -102,8 +103,18 @@ impl App {
         accounts::password::warm_up()
             .await
             .map_err(|err| anyhow::anyhow!("{err}"))?;
+        // Loading the tokenizer's tables takes a moment: not on the first reply.
+        tokio::task::spawn_blocking(chat::prompt::warm_up_tokenizer);
+        let metrics_listener = match config.metrics_listen_addr {
+            Some(address) => Some(TcpListener::bind(address).await.map_err(|err| {
+                anyhow::anyhow!("cannot listen on METRICS_LISTEN_ADDR {address}: {err}")
+            })?),
+            None => None,
+        };
         Ok(Self {
+            metrics_listener,
             config: Arc::new(config),
+            keys: Arc::new(ServerKeys::new(db.clone())),
             db,
             metrics,
             http,
@@ -116,9 +127,16 @@ impl App {
         &self.db
     }
 
+    /// Where `/metrics` is served when `METRICS_LISTEN_ADDR` is set (the bound port when it asked for 0).
+    pub fn metrics_address(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok())
+    }
+
     /// Serves HTTP on `listener` until `shutdown` resolves, then finishes in-flight requests.
     pub async fn serve(
-        self,
+        mut self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
@@ -150,6 +168,17 @@ impl App {
         let engine = LocalEngine::new(Arc::new(executor));
         let state = self.state(bound, engine.clone(), hub, imaging);
         let router = router(state.clone());
+        let metrics_server = self.metrics_listener.take().map(|metrics_listener| {
+            let address = metrics_listener.local_addr().ok();
+            tracing::info!(address = ?address, "metrics are served on their own listener");
+            let metrics_app = ops::metrics_router(state.clone());
+            tokio::spawn(async move {
+                let served = axum::serve(metrics_listener, metrics_app).await;
+                if let Err(err) = served {
+                    tracing::error!(error = %err, "the metrics listener stopped");
+                }
+            })
+        });
         // Unfinished runs left by a previous start (or a crashed instance) are resumed now and then.
         let sweeper = engine.spawn_sweeper(RUN_SWEEP_INTERVAL);
 
@@ -160,7 +189,8 @@ impl App {
             {
                 let db = self.db.clone();
                 let limiter = state.rate_limiter.clone();
-                move || purge_expired(db.clone(), limiter.clone())
+                let idle = self.config.auth.session_idle();
+                move || purge_expired(db.clone(), limiter.clone(), idle)
             },
         );
         let cleanup = self.config.cleanup.interval.map(|interval| {
@@ -206,6 +236,9 @@ impl App {
         .await;
 
         upkeep.abort();
+        if let Some(metrics_server) = metrics_server {
+            metrics_server.abort();
+        }
         purge.abort();
         if let Some(cleanup) = cleanup {
             cleanup.abort();
@@ -253,7 +286,12 @@ impl App {
             health: Arc::new(health),
             http: self.http.clone(),
             allowed_origins: Arc::new(config.allowed_origins(bound)),
-            rate_limiter: RateLimiter::new(self.db.clone(), config.rate_limits.clone()),
+            rate_limiter: RateLimiter::new(
+                self.db.clone(),
+                config.rate_limits.clone(),
+                self.keys.clone(),
+            ),
+            keys: self.keys.clone(),
             media: self.media.clone(),
             imaging,
             engine,
@@ -285,7 +323,7 @@ pub fn router(state: AppState) -> Router {
         .route_layer(from_fn_with_state(state.clone(), session::load_session));
     Router::new()
         .merge(features)
-        .merge(ops::router())
+        .merge(ops::router(state.config.metrics_listen_addr.is_none()))
         .route("/static/{*path}", get(assets::serve_asset))
         .fallback(not_found)
         .layer(TimeoutLayer::with_status_code(
@@ -303,14 +341,16 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Deletes expired sessions, pre-sessions and rate-limit windows.
-async fn purge_expired(db: Db, limiter: RateLimiter) -> anyhow::Result<()> {
+/// Deletes expired (or idle) sessions, rate-limit windows and sign-in guards.
+async fn purge_expired(db: Db, limiter: RateLimiter, idle: Duration) -> anyhow::Result<()> {
     let now = Timestamp::now();
-    let sessions = session::store::purge_expired(&db, now).await?;
+    let sessions = session::store::purge_expired(&db, now, idle).await?;
     let windows = limiter.purge_expired(now).await?;
+    let guards = accounts::guards::purge_expired(&db, now).await?;
     tracing::debug!(
         sessions,
         rate_limit_windows = windows,
+        login_guards = guards,
         "expired rows purged"
     );
     Ok(())

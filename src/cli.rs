@@ -150,7 +150,8 @@ pub async fn migrate_command(
     result
 }
 
-/// `unlock-user <username|email>`: clears the failure count and any lock of one account.
+/// `unlock-user <username|email>`: clears every failure count and lock of one account (its identifiers
+/// and its browsers).
 pub async fn unlock_user_command(
     config: &Config,
     identifier: &str,
@@ -161,7 +162,7 @@ pub async fn unlock_user_command(
     if let Some(problem) = status.incompatibility() {
         return Err(problem.into());
     }
-    let unlocked = accounts::store::unlock(&db, identifier).await;
+    let unlocked = accounts::sign_in::unlock(&db, identifier).await;
     db.close().await;
     match unlocked? {
         Some(username) => {
@@ -294,13 +295,14 @@ mod tests {
         let config = Config::from_vars([
             ("DATABASE_URL", "postgres://app:pw-secret@db/hub"),
             ("LISTEN_ADDR", "0.0.0.0:8080"),
+            ("METRICS_TOKEN", "metrics-secret-123456"),
         ]);
         let (mut out, mut err) = (Vec::new(), Vec::new());
         assert_eq!(check_config(config, &mut out, &mut err), 0);
         let out = String::from_utf8(out).expect("test setup is valid");
         assert!(out.starts_with("configuration is valid"));
         assert!(out.contains("postgres://app:***@db/hub"));
-        assert!(!out.contains("pw-secret"));
+        assert!(!out.contains("pw-secret") && !out.contains("metrics-secret"));
         assert!(out.contains("warning: PUBLIC_URL is not set"));
         assert!(err.is_empty());
     }

@@ -14,6 +14,7 @@ use crate::images::generate::Imaging;
 use crate::media::MediaStorage;
 use crate::ops::health::HealthChecks;
 use crate::web::RateLimiter;
+use crate::web::keys::ServerKeys;
 
 /// Cheap to clone: every field is shared.
 #[derive(Clone)]
@@ -32,6 +33,8 @@ pub struct AppState {
     pub allowed_origins: Arc<Vec<String>>,
     /// Per-action rate limits, counted in the database.
     pub rate_limiter: RateLimiter,
+    /// The server's secret and the keys derived from it.
+    pub keys: Arc<ServerKeys>,
     /// Where image files are stored.
     pub media: MediaStorage,
     /// Makes pictures through the configured backend.

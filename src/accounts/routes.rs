@@ -1,6 +1,4 @@
-//! Registration, sign-in and sign-out.
-
-use std::time::Duration;
+//! Registration, sign-in and sign-out pages (the decisions of a sign-in attempt are in `sign_in.rs`).
 
 use askama::Template;
 use axum::extract::{Query, State};
@@ -12,13 +10,17 @@ use serde::Deserialize;
 
 use super::password;
 use super::password_policy;
+use super::sign_in::{self, Outcome};
 use super::store::{self, CreateError, NewUser};
 use super::validation::{DisplayName, Email, Username, local_path};
 use crate::db::Timestamp;
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::web::forms::FormErrors;
-use crate::web::session::{PRE_SESSION_LIFETIME, SessionCookie, store as sessions};
+use crate::web::keys::Purpose;
+use crate::web::session::{
+    DEVICE_COOKIE_LIFETIME, PRE_SESSION_LIFETIME, SiteCookie, pre, store as sessions,
+};
 use crate::web::{Action, ClientIp, CurrentUser, MaybeUser, PageContext, Session, SessionUser};
 
 /// Where people land after signing in.
@@ -81,17 +83,22 @@ struct LoginQuery {
 }
 
 /// The visitor's session, or a new pre-session (with the cookie to set) so forms can carry a CSRF token.
+/// A pre-session is a signed cookie: nothing is stored for an anonymous visitor.
 pub(super) async fn session_for_form(
     state: &AppState,
     visitor: &MaybeUser,
-    headers: &HeaderMap,
 ) -> Result<(std::sync::Arc<Session>, Option<HeaderValue>), AppError> {
     if let Some(session) = &visitor.session {
         return Ok((session.clone(), None));
     }
-    let (token, session) =
-        sessions::create(&state.db, None, user_agent(headers), PRE_SESSION_LIFETIME).await?;
-    let cookie = SessionCookie::for_config(&state.config).set(&token, PRE_SESSION_LIFETIME);
+    let key = state
+        .keys
+        .key(Purpose::PreSession)
+        .await
+        .map_err(|err| AppError::Internal(anyhow::anyhow!(err)))?;
+    let (session, value) = pre::issue(&key, Timestamp::now(), PRE_SESSION_LIFETIME)
+        .map_err(|err| AppError::Internal(anyhow::anyhow!("no randomness for a form: {err}")))?;
+    let cookie = SiteCookie::pre_session(&state.config).set(&value, PRE_SESSION_LIFETIME);
     Ok((std::sync::Arc::new(session), Some(cookie)))
 }
 
@@ -101,51 +108,57 @@ fn user_agent(headers: &HeaderMap) -> Option<&str> {
         .and_then(|v| v.to_str().ok())
 }
 
-fn with_cookie(mut response: Response, cookie: Option<HeaderValue>) -> Response {
-    if let Some(cookie) = cookie {
+fn with_cookies(
+    mut response: Response,
+    cookies: impl IntoIterator<Item = HeaderValue>,
+) -> Response {
+    for cookie in cookies {
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }
     response
 }
 
-/// Replaces the visitor's (pre-)session with a fresh signed-in one; returns the cookie to set.
+/// Replaces the visitor's (pre-)session with a fresh signed-in one; returns the cookies to set (the new
+/// session, and the pre-session's removal).
 pub(super) async fn sign_in(
     state: &AppState,
     previous: Option<&Session>,
     user: SessionUser,
     headers: &HeaderMap,
-) -> Result<HeaderValue, AppError> {
-    if let Some(previous) = previous {
+) -> Result<Vec<HeaderValue>, AppError> {
+    if let Some(previous) = previous.filter(|p| !p.is_pre_session()) {
         sessions::delete(&state.db, previous.id).await?;
     }
-    let lifetime = Duration::from_secs(u64::from(state.config.auth.session_days) * 86_400);
-    let (token, _) = sessions::create(&state.db, Some(user), user_agent(headers), lifetime).await?;
-    Ok(SessionCookie::for_config(&state.config).set(&token, lifetime))
+    let lifetime = state.config.auth.session_lifetime();
+    let (token, _) = sessions::create(&state.db, user, user_agent(headers), lifetime).await?;
+    Ok(vec![
+        SiteCookie::session(&state.config).set(&token, lifetime),
+        SiteCookie::pre_session(&state.config).clear(),
+    ])
 }
 
 async fn show_register(
     State(state): State<AppState>,
     visitor: MaybeUser,
-    headers: HeaderMap,
 ) -> Result<Response, AppError> {
     if visitor.user.is_some() {
         return Ok(Redirect::to(HOME_AFTER_SIGN_IN).into_response());
     }
-    let (session, cookie) = session_for_form(&state, &visitor, &headers).await?;
+    let (session, cookie) = session_for_form(&state, &visitor).await?;
     let html = RegisterPage {
-        page: session.page("Create your account", "register"),
+        page: session.page("Create your account", "register")?,
         name: "",
         email: "",
         username: "",
         errors: FormErrors::new(),
     }
     .render()?;
-    Ok(with_cookie(Html(html).into_response(), cookie))
+    Ok(with_cookies(Html(html).into_response(), cookie))
 }
 
 async fn submit_register(
     State(state): State<AppState>,
-    ClientIp(ip): ClientIp,
+    ip: ClientIp,
     visitor: MaybeUser,
     headers: HeaderMap,
     Form(form): Form<RegisterForm>,
@@ -174,7 +187,7 @@ async fn submit_register(
     }
     let rerender = |errors: FormErrors| -> Result<Response, AppError> {
         let html = RegisterPage {
-            page: session.page("Create your account", "register"),
+            page: session.page("Create your account", "register")?,
             name: &form.name,
             email: &form.email,
             username: &form.username,
@@ -192,7 +205,7 @@ async fn submit_register(
     // Only complete, valid registrations count against the limit, so typos cost nothing.
     state
         .rate_limiter
-        .hit(Action::Register, &ip.to_string())
+        .hit(Action::Register, &ip.rate_key())
         .await?;
 
     let hash = password::hash(form.password.clone()).await?;
@@ -223,17 +236,19 @@ async fn submit_register(
     };
     tracing::info!(user_id = %user.id, "account created");
     metrics::counter!("registrations_total").increment(1);
-    let cookie = sign_in(&state, Some(&session), user, &headers).await?;
-    Ok(with_cookie(
+    // The browser an account was made in is its owner's: it is trusted like one that signed in.
+    let device_cookie = sign_in::device_cookie_for(&state, user.id).await?;
+    let mut cookies = sign_in(&state, Some(&session), user, &headers).await?;
+    cookies.push(SiteCookie::device(&state.config).set(&device_cookie, DEVICE_COOKIE_LIFETIME));
+    Ok(with_cookies(
         Redirect::to(HOME_AFTER_SIGN_IN).into_response(),
-        Some(cookie),
+        cookies,
     ))
 }
 
 async fn show_login(
     State(state): State<AppState>,
     visitor: MaybeUser,
-    headers: HeaderMap,
     Query(query): Query<LoginQuery>,
 ) -> Result<Response, AppError> {
     let next = local_path(&query.next).unwrap_or("");
@@ -245,9 +260,9 @@ async fn show_login(
         };
         return Ok(Redirect::to(to).into_response());
     }
-    let (session, cookie) = session_for_form(&state, &visitor, &headers).await?;
+    let (session, cookie) = session_for_form(&state, &visitor).await?;
     let html = LoginPage {
-        page: session.page("Sign in", "login"),
+        page: session.page("Sign in", "login")?,
         identifier: "",
         next,
         error: None,
@@ -257,12 +272,12 @@ async fn show_login(
             .then_some("Your account and everything it owned have been deleted."),
     }
     .render()?;
-    Ok(with_cookie(Html(html).into_response(), cookie))
+    Ok(with_cookies(Html(html).into_response(), cookie))
 }
 
 async fn submit_login(
     State(state): State<AppState>,
-    ClientIp(ip): ClientIp,
+    ip: ClientIp,
     visitor: MaybeUser,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
@@ -277,7 +292,7 @@ async fn submit_login(
     let identifier: String = form.identifier.trim().chars().take(254).collect();
     let refuse = |status: StatusCode, message: String| -> Result<Response, AppError> {
         let html = LoginPage {
-            page: session.page("Sign in", "login"),
+            page: session.page("Sign in", "login")?,
             identifier: &identifier,
             next,
             error: Some(message),
@@ -286,93 +301,53 @@ async fn submit_login(
         .render()?;
         Ok((status, Html(html)).into_response())
     };
-
-    let ip_key = ip.to_string();
-    let pair_key = format!("{ip_key}|{}", identifier.to_lowercase());
-    for (action, key) in [(Action::LoginIp, &ip_key), (Action::Login, &pair_key)] {
-        match state.rate_limiter.hit(action, key).await {
-            Ok(()) => {}
-            Err(AppError::RateLimited {
-                retry_after,
-                message,
-            }) => {
-                metrics::counter!("login_attempts_total", "outcome" => "rate_limited").increment(1);
-                let mut response = refuse(StatusCode::TOO_MANY_REQUESTS, message)?;
-                if let Ok(value) = HeaderValue::from_str(&retry_after.as_secs().to_string()) {
-                    response.headers_mut().insert(header::RETRY_AFTER, value);
-                }
-                return Ok(response);
-            }
-            Err(other) => return Err(other),
-        }
-    }
-
-    let credentials = if identifier.is_empty() {
-        None
-    } else {
-        store::find_credentials(&state.db, &identifier).await?
-    };
-    let password_ok = password::verify(
+    let device_cookie = SiteCookie::device(&state.config).read(&headers);
+    let outcome = sign_in::attempt(
+        &state,
+        ip,
+        &identifier,
         form.password.clone(),
-        credentials.as_ref().map(|c| c.password_hash.clone()),
+        device_cookie.as_deref(),
     )
-    .await?;
-    let now = Timestamp::now();
-
-    let Some(account) = credentials else {
-        metrics::counter!("login_attempts_total", "outcome" => "failure").increment(1);
-        metrics::counter!("login_failures_total").increment(1);
-        return refuse(StatusCode::UNAUTHORIZED, WRONG_CREDENTIALS.into());
-    };
-    if let Some(until) = account.locked_until.filter(|until| *until > now) {
-        metrics::counter!("login_attempts_total", "outcome" => "locked").increment(1);
-        return refuse(StatusCode::LOCKED, locked_message(now, until));
-    }
-    if !password_ok {
-        metrics::counter!("login_attempts_total", "outcome" => "failure").increment(1);
-        metrics::counter!("login_failures_total").increment(1);
-        let lock_for = Duration::from_secs(u64::from(state.config.auth.lockout_minutes) * 60);
-        let locked = store::record_failure(
-            &state.db,
-            account.id,
-            state.config.auth.lockout_threshold,
-            lock_for,
-            now,
-        )
-        .await?;
-        if let Some(until) = locked {
-            tracing::warn!(
-                user_id = %account.id,
-                minutes = state.config.auth.lockout_minutes,
-                "account locked after repeated failed sign-ins"
-            );
-            metrics::counter!("account_lockouts_total").increment(1);
-            return refuse(StatusCode::LOCKED, locked_message(now, until));
+    .await;
+    let (user, device_cookie) = match outcome {
+        Ok(Outcome::SignedIn {
+            user,
+            device_cookie,
+        }) => (user, device_cookie),
+        Ok(Outcome::Refused) => return refuse(StatusCode::UNAUTHORIZED, WRONG_CREDENTIALS.into()),
+        Ok(Outcome::Locked { until }) => {
+            return refuse(StatusCode::LOCKED, locked_message(Timestamp::now(), until));
         }
-        return refuse(StatusCode::UNAUTHORIZED, WRONG_CREDENTIALS.into());
-    }
-
-    store::record_success(&state.db, account.id, now).await?;
-    metrics::counter!("login_attempts_total", "outcome" => "success").increment(1);
-    let user = SessionUser {
-        id: account.id,
-        username: account.username,
-        display_name: account.display_name,
+        Err(AppError::RateLimited {
+            retry_after,
+            message,
+        }) => {
+            metrics::counter!("login_attempts_total", "outcome" => "rate_limited").increment(1);
+            let mut response = refuse(StatusCode::TOO_MANY_REQUESTS, message)?;
+            if let Ok(value) = HeaderValue::from_str(&retry_after.as_secs().to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            return Ok(response);
+        }
+        Err(other) => return Err(other),
     };
     tracing::info!(user_id = %user.id, "signed in");
-    let cookie = sign_in(&state, Some(&session), user, &headers).await?;
+    let mut cookies = sign_in(&state, Some(&session), user, &headers).await?;
+    cookies.push(SiteCookie::device(&state.config).set(&device_cookie, DEVICE_COOKIE_LIFETIME));
     let to = if next.is_empty() {
         HOME_AFTER_SIGN_IN
     } else {
         next
     };
-    Ok(with_cookie(Redirect::to(to).into_response(), Some(cookie)))
+    Ok(with_cookies(Redirect::to(to).into_response(), cookies))
 }
 
 fn locked_message(now: Timestamp, until: Timestamp) -> String {
     let minutes = now.seconds_until(until).div_ceil(60).max(1);
     format!(
-        "This account is locked after too many failed sign-ins. Try again in {minutes} minute{}.",
+        "Sign-in is locked after too many failed attempts. Try again in {minutes} minute{}, or from \
+         a browser you signed in with before.",
         if minutes == 1 { "" } else { "s" }
     )
 }
@@ -381,16 +356,16 @@ async fn submit_logout(
     State(state): State<AppState>,
     visitor: MaybeUser,
 ) -> Result<Response, AppError> {
-    if let Some(session) = &visitor.session {
+    if let Some(session) = visitor.session.as_ref().filter(|s| !s.is_pre_session()) {
         sessions::delete(&state.db, session.id).await?;
         if let Some(user) = &visitor.user {
             tracing::info!(user_id = %user.id, "signed out");
         }
     }
-    let clear = SessionCookie::for_config(&state.config).clear();
-    Ok(with_cookie(
+    let clear = SiteCookie::session(&state.config).clear();
+    Ok(with_cookies(
         Redirect::to("/login").into_response(),
-        Some(clear),
+        [clear],
     ))
 }
 
@@ -400,10 +375,10 @@ async fn submit_logout_everywhere(
 ) -> Result<Response, AppError> {
     let ended = sessions::delete_all_for_user(&state.db, current.user.id, None).await?;
     tracing::info!(user_id = %current.user.id, sessions = ended, "signed out everywhere");
-    let clear = SessionCookie::for_config(&state.config).clear();
-    Ok(with_cookie(
+    let clear = SiteCookie::session(&state.config).clear();
+    Ok(with_cookies(
         Redirect::to("/login").into_response(),
-        Some(clear),
+        [clear],
     ))
 }
 
@@ -414,8 +389,9 @@ mod tests {
     #[test]
     fn lock_messages_round_minutes_up() {
         let now = Timestamp::now();
-        assert!(locked_message(now, now + Duration::from_secs(30 * 60)).contains("30 minutes"));
-        assert!(locked_message(now, now + Duration::from_secs(61)).contains("2 minutes"));
-        assert!(locked_message(now, now + Duration::from_secs(5)).contains("1 minute."));
+        let minutes = |m: u64| std::time::Duration::from_secs(m);
+        assert!(locked_message(now, now + minutes(30 * 60)).contains("30 minutes"));
+        assert!(locked_message(now, now + minutes(61)).contains("2 minutes"));
+        assert!(locked_message(now, now + minutes(5)).contains("1 minute,"));
     }
 }

@@ -15,7 +15,7 @@ use crate::db::Timestamp;
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::web::forms::FormErrors;
-use crate::web::session::{SessionCookie, store as sessions};
+use crate::web::session::{SiteCookie, store as sessions};
 use crate::web::{Action, CurrentUser, PageContext};
 
 pub(super) fn router() -> Router<AppState> {
@@ -89,7 +89,8 @@ async fn settings_page(
     let account = store::account(&state.db, current.user.id)
         .await?
         .ok_or(AppError::NotFound)?;
-    let sessions = sessions::list_for_user(&state.db, current.user.id, Timestamp::now())
+    let idle = state.config.auth.session_idle();
+    let sessions = sessions::list_for_user(&state.db, current.user.id, Timestamp::now(), idle)
         .await?
         .into_iter()
         .map(|info| SessionRow {
@@ -101,7 +102,7 @@ async fn settings_page(
         })
         .collect();
     Ok(SettingsPage {
-        page: current.page("Settings", "settings"),
+        page: current.page("Settings", "settings")?,
         email: account.email,
         username: account.username,
         display_name: display_name_value.map_or(account.display_name, str::to_owned),
@@ -197,8 +198,20 @@ async fn submit_password(
     store::update_password_hash(&state.db, current.user.id, &hash).await?;
     let ended =
         sessions::delete_all_for_user(&state.db, current.user.id, Some(current.session.id)).await?;
+    // Whoever held this session's old token (copied cookie, shared machine) is out too.
+    let token = sessions::rotate_token(&state.db, current.session.id).await?;
+    let cookie = SiteCookie::session(&state.config).set(&token, remaining(&current));
     tracing::info!(user_id = %current.user.id, other_sessions_ended = ended, "password changed");
-    Ok(Redirect::to("/settings?saved=password").into_response())
+    Ok((
+        [(header::SET_COOKIE, cookie)],
+        Redirect::to("/settings?saved=password"),
+    )
+        .into_response())
+}
+
+/// The time the current session has left (its cookie keeps the session's end when re-issued).
+fn remaining(current: &CurrentUser) -> std::time::Duration {
+    std::time::Duration::from_secs(Timestamp::now().seconds_until(current.session.expires_at))
 }
 
 async fn submit_revoke_session(
@@ -214,7 +227,7 @@ async fn submit_revoke_session(
         return Err(AppError::NotFound);
     }
     if id == current.session.id {
-        let clear = SessionCookie::for_config(&state.config).clear();
+        let clear = SiteCookie::session(&state.config).clear();
         return Ok(([(header::SET_COOKIE, clear)], Redirect::to("/login")).into_response());
     }
     Ok(Redirect::to("/settings?saved=session").into_response())
@@ -256,16 +269,21 @@ async fn download_export(
     let account = store::account(&state.db, current.user.id)
         .await?
         .ok_or(AppError::NotFound)?;
-    let sessions = sessions::list_for_user(&state.db, current.user.id, now)
-        .await?
-        .into_iter()
-        .map(|s| ExportedSession {
-            id: s.id,
-            created_at: s.created_at,
-            last_seen_at: s.last_seen_at,
-            user_agent: s.user_agent,
-        })
-        .collect();
+    let sessions = sessions::list_for_user(
+        &state.db,
+        current.user.id,
+        now,
+        state.config.auth.session_idle(),
+    )
+    .await?
+    .into_iter()
+    .map(|s| ExportedSession {
+        id: s.id,
+        created_at: s.created_at,
+        last_seen_at: s.last_seen_at,
+        user_agent: s.user_agent,
+    })
+    .collect();
     let companions = crate::companions::store::list(&state.db, current.user.id, u32::MAX, 0)
         .await?
         .into_iter()
@@ -331,7 +349,7 @@ async fn submit_delete_account(
             tracing::warn!(user_id = %current.user.id, error = format!("{err:#}"), "account deleted; its image files remain for the cleanup")
         }
     }
-    let clear = SessionCookie::for_config(&state.config).clear();
+    let clear = SiteCookie::session(&state.config).clear();
     Ok((
         [(header::SET_COOKIE, clear)],
         Redirect::to("/login?deleted=1"),

@@ -1,6 +1,5 @@
-//! SQL for the `users` table: creation, credential lookup, lockout bookkeeping, settings changes.
-
-use std::time::Duration;
+//! SQL for the `users` table: creation, credential lookup, settings changes (locks live in
+//! `login_guards`, see `guards.rs`).
 
 use serde::Serialize;
 use uuid::Uuid;
@@ -77,10 +76,6 @@ pub struct Credentials {
     pub display_name: String,
     /// Argon2id PHC string.
     pub password_hash: String,
-    /// Consecutive failures since the last success or lock.
-    pub failed_logins: i64,
-    /// Locked until then, when in the future.
-    pub locked_until: Option<Timestamp>,
 }
 
 /// Looks an account up by username or email, case-insensitively.
@@ -90,63 +85,9 @@ pub async fn find_credentials(
 ) -> Result<Option<Credentials>, sqlx::Error> {
     let identifier = identifier.trim().to_lowercase();
     db_dispatch!(db, pool => sqlx::query_as(
-        "SELECT id, username, display_name, password_hash, failed_logins, locked_until FROM users \
+        "SELECT id, username, display_name, password_hash FROM users \
          WHERE lower(username) = $1 OR lower(email) = $1",
     )
-    .bind(identifier)
-    .fetch_optional(pool)
-    .await)
-}
-
-/// Counts a failed login; at `threshold` consecutive failures the account locks for `lock_for`
-/// (and the count starts again). Returns the lock's end when this failure locked the account.
-pub async fn record_failure(
-    db: &Db,
-    id: Uuid,
-    threshold: u32,
-    lock_for: Duration,
-    now: Timestamp,
-) -> Result<Option<Timestamp>, sqlx::Error> {
-    let lock_until = now + lock_for;
-    let row: Option<(i64, Option<Timestamp>)> = db_dispatch!(db, pool => sqlx::query_as(
-        "UPDATE users SET \
-             failed_logins = CASE WHEN failed_logins + 1 >= $1 THEN 0 ELSE failed_logins + 1 END, \
-             locked_until = CASE WHEN failed_logins + 1 >= $1 THEN $2 ELSE locked_until END, \
-             updated_at = $3 \
-         WHERE id = $4 RETURNING failed_logins, locked_until",
-    )
-    .bind(i64::from(threshold))
-    .bind(lock_until)
-    .bind(now)
-    .bind(id)
-    .fetch_optional(pool)
-    .await)?;
-    Ok(match row {
-        Some((0, Some(until))) if until == lock_until => Some(until),
-        _ => None,
-    })
-}
-
-/// A successful login: the failure count and any expired lock are cleared.
-pub async fn record_success(db: &Db, id: Uuid, now: Timestamp) -> Result<(), sqlx::Error> {
-    db_dispatch!(db, pool => sqlx::query(
-        "UPDATE users SET failed_logins = 0, locked_until = NULL, updated_at = $1 WHERE id = $2",
-    )
-    .bind(now)
-    .bind(id)
-    .execute(pool)
-    .await
-    .map(|_| ()))
-}
-
-/// Lifts a lock (the `unlock-user` command); returns the username, or `None` when no account matches.
-pub async fn unlock(db: &Db, identifier: &str) -> Result<Option<String>, sqlx::Error> {
-    let identifier = identifier.trim().to_lowercase();
-    db_dispatch!(db, pool => sqlx::query_scalar(
-        "UPDATE users SET failed_logins = 0, locked_until = NULL, updated_at = $1 \
-         WHERE lower(username) = $2 OR lower(email) = $2 RETURNING username",
-    )
-    .bind(Timestamp::now())
     .bind(identifier)
     .fetch_optional(pool)
     .await)

@@ -107,7 +107,7 @@ async fn show_chat(
     let profile = &companion.profile.0;
     let live = &companion.live_state.0;
     let page = ChatPage {
-        page: current.page(format!("Chat with {}", profile.name), "companions"),
+        page: current.page(format!("Chat with {}", profile.name), "companions")?,
         companion_id: companion.id.to_string(),
         name: profile.name.clone(),
         initial: profile

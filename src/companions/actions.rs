@@ -61,12 +61,13 @@ pub async fn find(
         .ok_or(AppError::NotFound)
 }
 
-/// Decodes, crops and re-encodes an uploaded portrait off the async runtime.
+/// Decodes, crops and re-encodes an uploaded portrait off the async runtime, in one of the process's
+/// decode slots.
 pub async fn process_portrait(
     bytes: Vec<u8>,
     crop: Option<Crop>,
 ) -> Result<media::Processed, AppError> {
-    tokio::task::spawn_blocking(move || media::process::portrait(&bytes, crop, PORTRAIT_SIDE))
+    media::process::off_runtime(move || media::process::portrait(&bytes, crop, PORTRAIT_SIDE))
         .await
         .map_err(|err| AppError::Internal(anyhow::anyhow!("portrait task failed: {err}")))?
         .map_err(|err| {

@@ -167,7 +167,7 @@ async fn list_companions(
         None
     };
     let page = ListPage {
-        page: current.page("Companions", "companions"),
+        page: current.page("Companions", "companions")?,
         cards: records.iter().map(Card::from).collect(),
         page_number,
         has_previous: page_number > 1,
@@ -180,7 +180,7 @@ async fn list_companions(
 
 async fn show_new(current: CurrentUser) -> Result<Html<String>, AppError> {
     let page = NewPage {
-        page: current.page("New companion", "companions"),
+        page: current.page("New companion", "companions")?,
         form: FormView::blank(),
         portrait_url: None,
         wizard: true,
@@ -195,7 +195,7 @@ async fn submit_new(
 ) -> Result<Response, AppError> {
     let rerender = |form: FormView| -> Result<Response, AppError> {
         let page = NewPage {
-            page: current.page("New companion", "companions"),
+            page: current.page("New companion", "companions")?,
             form,
             portrait_url: None,
             wizard: true,
@@ -246,11 +246,11 @@ fn edit_page(
     record: &CompanionRecord,
     form: FormView,
     notice: Option<&'static str>,
-) -> EditPage {
+) -> Result<EditPage, AppError> {
     let profile = &record.profile.0;
     let state = &record.live_state.0;
-    EditPage {
-        page: current.page(format!("Edit {}", profile.name), "companions"),
+    Ok(EditPage {
+        page: current.page(format!("Edit {}", profile.name), "companions")?,
         id: record.id.to_string(),
         name: profile.name.clone(),
         form,
@@ -262,7 +262,7 @@ fn edit_page(
         wearing: state.describe_outfit(),
         location: state.location.clone(),
         action: state.action.clone(),
-    }
+    })
 }
 
 async fn show_edit(
@@ -282,7 +282,7 @@ async fn show_edit(
         None
     };
     let form = FormView::new(form::from_profile(&record.profile.0), Default::default());
-    Ok(Html(edit_page(&current, &record, form, notice).render()?))
+    Ok(Html(edit_page(&current, &record, form, notice)?.render()?))
 }
 
 async fn submit_edit(
@@ -294,7 +294,7 @@ async fn submit_edit(
     let id = parse_id(&id)?;
     let record = actions::find(&state, &current.user, id).await?;
     let rerender = |form: FormView| -> Result<Response, AppError> {
-        let page = edit_page(&current, &record, form, None);
+        let page = edit_page(&current, &record, form, None)?;
         Ok((StatusCode::UNPROCESSABLE_ENTITY, Html(page.render()?)).into_response())
     };
     let profile = match form::to_profile(&submission.fields) {
@@ -332,7 +332,7 @@ async fn confirm_delete(
     let record = actions::find(&state, &current.user, parse_id(&id)?).await?;
     let name = &record.profile.0.name;
     let page = ConfirmPage {
-        page: current.page(format!("Delete {name}"), "companions"),
+        page: current.page(format!("Delete {name}"), "companions")?,
         heading: format!("Delete {name}?"),
         explanation: "This deletes the companion, the whole conversation and every picture of them. \
                       It cannot be undone.",
@@ -363,7 +363,7 @@ async fn confirm_reset(
     let record = actions::find(&state, &current.user, parse_id(&id)?).await?;
     let name = &record.profile.0.name;
     let page = ConfirmPage {
-        page: current.page(format!("Wipe {name}'s memory"), "companions"),
+        page: current.page(format!("Wipe {name}'s memory"), "companions")?,
         heading: format!("Wipe {name}'s memory?"),
         explanation: "This deletes the conversation and puts the default outfit, the living room and \
                       \"looking at viewer\" back. The profile and the portrait stay.",

@@ -283,9 +283,30 @@ pub(super) fn load(vars: HashMap<String, String>) -> Result<Config, ConfigProble
     {
         r.problem("METRICS_TOKEN", "must be at least 16 characters long");
     }
+    let metrics_listen_addr = r.get("METRICS_LISTEN_ADDR").and_then(|raw| {
+        raw.parse::<SocketAddr>()
+            .map_err(|_| {
+                r.problem(
+                    "METRICS_LISTEN_ADDR",
+                    format!("must be IP:PORT like 127.0.0.1:9100, got {raw:?}"),
+                )
+            })
+            .ok()
+    });
+    // Metrics name routes, counts and timings: not for the whole network to read.
+    if metrics_token.is_none() && metrics_listen_addr.is_none() && !listen_addr.ip().is_loopback() {
+        r.problem(
+            "METRICS_TOKEN",
+            format!(
+                "must be set when LISTEN_ADDR ({listen_addr}) is not a loopback address, or set \
+                 METRICS_LISTEN_ADDR to serve /metrics on a separate (private) address instead"
+            ),
+        );
+    }
 
     let auth = AuthConfig {
         session_days: r.integer("SESSION_DAYS", 30, 1, 365),
+        session_idle_minutes: r.integer("SESSION_IDLE_MINUTES", 7 * 24 * 60, 10, 365 * 24 * 60),
         lockout_threshold: r.integer("LOCKOUT_THRESHOLD", 5, 1, 100),
         lockout_minutes: r.integer("LOCKOUT_MINUTES", 30, 1, 7 * 24 * 60),
     };
@@ -352,6 +373,7 @@ pub(super) fn load(vars: HashMap<String, String>) -> Result<Config, ConfigProble
         log_level,
         trusted_proxies,
         metrics_token,
+        metrics_listen_addr,
         auth,
         rate_limits,
         llm,
@@ -789,8 +811,62 @@ mod tests {
     }
 
     #[test]
+    fn metrics_on_a_public_listener_need_a_token_or_their_own_address() {
+        let problems = load_pairs(&[("LISTEN_ADDR", "0.0.0.0:8080")]).unwrap_err();
+        assert!(
+            problems.to_string().contains("METRICS_TOKEN")
+                && problems.to_string().contains("METRICS_LISTEN_ADDR"),
+            "{problems}"
+        );
+        assert!(
+            load_pairs(&[
+                ("LISTEN_ADDR", "0.0.0.0:8080"),
+                ("METRICS_TOKEN", "metrics-secret-123456")
+            ])
+            .is_ok()
+        );
+        let separate = load_pairs(&[
+            ("LISTEN_ADDR", "0.0.0.0:8080"),
+            ("METRICS_LISTEN_ADDR", "127.0.0.1:9100"),
+        ])
+        .expect("valid");
+        assert_eq!(
+            separate.metrics_listen_addr,
+            Some("127.0.0.1:9100".parse().expect("addr"))
+        );
+        assert!(load_pairs(&[("METRICS_LISTEN_ADDR", "nine-one-hundred")]).is_err());
+        assert!(
+            load_pairs(&[("LISTEN_ADDR", "[::1]:3000")]).is_ok(),
+            "loopback needs nothing"
+        );
+    }
+
+    #[test]
+    fn sessions_have_an_idle_timeout() {
+        assert_eq!(
+            load_pairs(&[]).expect("valid").auth.session_idle_minutes,
+            7 * 24 * 60
+        );
+        assert_eq!(
+            load_pairs(&[("SESSION_IDLE_MINUTES", "30")])
+                .expect("valid")
+                .auth
+                .session_idle(),
+            Duration::from_secs(1800)
+        );
+        assert!(
+            load_pairs(&[("SESSION_IDLE_MINUTES", "5")]).is_err(),
+            "at least 10 minutes"
+        );
+    }
+
+    #[test]
     fn non_loopback_listener_without_public_url_warns() {
-        let config = load_pairs(&[("LISTEN_ADDR", "0.0.0.0:8080")]).expect("test setup is valid");
+        let config = load_pairs(&[
+            ("LISTEN_ADDR", "0.0.0.0:8080"),
+            ("METRICS_TOKEN", "metrics-secret-123456"),
+        ])
+        .expect("test setup is valid");
         assert!(config.warnings().iter().any(|w| w.contains("PUBLIC_URL")));
     }
 }

@@ -39,6 +39,8 @@ pub struct Config {
     pub trusted_proxies: Vec<IpNet>,
     /// Bearer token protecting `/metrics` when set.
     pub metrics_token: Option<Secret>,
+    /// When set, `/metrics` is served only on this address (a second listener), not on `listen_addr`.
+    pub metrics_listen_addr: Option<SocketAddr>,
     /// Session lifetime and account lockout.
     pub auth: AuthConfig,
     /// Per-action rate limits.
@@ -71,12 +73,31 @@ pub enum LogFormat {
 /// Session lifetime and account lockout settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthConfig {
-    /// Days a session lives without being revoked.
+    /// Days a session lives without being revoked (from sign-in, however active).
     pub session_days: u32,
+    /// Minutes without a request after which a session ends.
+    pub session_idle_minutes: u32,
     /// Consecutive failed logins that lock an account.
     pub lockout_threshold: u32,
     /// Minutes an account stays locked.
     pub lockout_minutes: u32,
+}
+
+impl AuthConfig {
+    /// How long a session lives from sign-in.
+    pub fn session_lifetime(&self) -> Duration {
+        Duration::from_secs(u64::from(self.session_days) * 86_400)
+    }
+
+    /// How long a session survives without a request.
+    pub fn session_idle(&self) -> Duration {
+        Duration::from_secs(u64::from(self.session_idle_minutes) * 60)
+    }
+
+    /// How long a lock lasts.
+    pub fn lock_duration(&self) -> Duration {
+        Duration::from_secs(u64::from(self.lockout_minutes) * 60)
+    }
 }
 
 /// A fixed-window limit: at most `max` hits per `window`.
@@ -365,7 +386,16 @@ impl Config {
                     .join(","),
             ),
             ("METRICS_TOKEN", secret(&self.metrics_token)),
+            (
+                "METRICS_LISTEN_ADDR",
+                self.metrics_listen_addr
+                    .map_or("(on LISTEN_ADDR)".to_owned(), |addr| addr.to_string()),
+            ),
             ("SESSION_DAYS", self.auth.session_days.to_string()),
+            (
+                "SESSION_IDLE_MINUTES",
+                self.auth.session_idle_minutes.to_string(),
+            ),
             ("LOCKOUT_THRESHOLD", self.auth.lockout_threshold.to_string()),
             ("LOCKOUT_MINUTES", self.auth.lockout_minutes.to_string()),
             ("RATE_LIMIT_LOGIN", limit(&self.rate_limits.login)),

@@ -48,6 +48,18 @@ impl Timestamp {
             .unwrap_or_else(|_| self.0.to_string())
     }
 
+    /// Seconds since 1970 (for compact encodings such as signed cookies).
+    pub fn unix_seconds(self) -> i64 {
+        self.0.unix_timestamp()
+    }
+
+    /// The instant `seconds` after 1970, when it is a representable date.
+    pub fn from_unix_seconds(seconds: i64) -> Option<Self> {
+        OffsetDateTime::from_unix_timestamp(seconds)
+            .ok()
+            .map(Self::from)
+    }
+
     /// Whole seconds from `self` until `later` (0 when `later` is not after `self`), rounded up.
     pub fn seconds_until(self, later: Timestamp) -> u64 {
         let diff = later.0 - self.0;

@@ -85,7 +85,7 @@ async fn show_albums(
         });
     }
     let page = AlbumsPage {
-        page: current.page("Gallery", "gallery"),
+        page: current.page("Gallery", "gallery")?,
         total: counts.values().sum(),
         albums,
     };
@@ -201,7 +201,7 @@ async fn show_album(
         .find(|(id, _)| *id == companion_id)
         .map_or(0, |(_, count)| count);
     let page = AlbumPage {
-        page: current.page(title.clone(), "gallery"),
+        page: current.page(title.clone(), "gallery")?,
         album,
         title,
         count,

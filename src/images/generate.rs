@@ -16,8 +16,6 @@ use crate::providers::images::{GenerationRequest, ImageClient, ImageGenError};
 pub const MAX_SIDE: u32 = 1920;
 /// Gallery thumbnails fit this width (and one and a half times it in height).
 pub const THUMBNAIL_WIDTH: u32 = 480;
-/// Decodes running at once: each may hold a large bitmap, so the total stays bounded.
-const CONCURRENT_DECODES: usize = 2;
 /// Backend calls in flight at once on this instance: each may hold an answer of up to 48 MB.
 const CONCURRENT_CALLS: usize = 4;
 
@@ -29,7 +27,6 @@ pub struct Imaging {
     client: Option<ImageClient>,
     /// Timeout and per-style settings.
     pub settings: Arc<ImageSettings>,
-    decodes: Arc<Semaphore>,
     calls: Arc<Semaphore>,
 }
 
@@ -144,7 +141,6 @@ impl Imaging {
             media,
             client,
             settings: Arc::new(settings),
-            decodes: Arc::new(Semaphore::new(CONCURRENT_DECODES)),
             calls: Arc::new(Semaphore::new(CONCURRENT_CALLS)),
         }
     }
@@ -201,18 +197,9 @@ impl Imaging {
                 .map_err(|err| GenerateError::Storage(err.into()))?;
             client.generate(request, correlation_id).await?
         };
-        // The permit moves into the blocking task: a caller that gives up (Stop, a timeout) does not free
-        // the slot while the decode still runs.
-        let permit = self
-            .decodes
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|err| GenerateError::Storage(err.into()))?;
-        let processed = tokio::task::spawn_blocking(move || {
-            let processed = media::process::fit_with_thumbnail(&raw, MAX_SIDE, THUMBNAIL_WIDTH);
-            drop(permit);
-            processed
+        // One of the process's decode slots, shared with portrait uploads.
+        let processed = media::process::off_runtime(move || {
+            media::process::fit_with_thumbnail(&raw, MAX_SIDE, THUMBNAIL_WIDTH)
         })
         .await
         .map_err(|err| GenerateError::Storage(err.into()))??;

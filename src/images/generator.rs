@@ -299,7 +299,7 @@ async fn page(
         })
         .collect();
     Ok(GeneratorPage {
-        page: current.page("Generate a picture", "generate"),
+        page: current.page("Generate a picture", "generate")?,
         input,
         errors,
         samplers: samplers(state, correlation).await,

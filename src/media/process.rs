@@ -1,11 +1,50 @@
 //! Turning untrusted image bytes into a safe, bounded, re-encoded image (CPU work: call off the runtime).
+//!
+//! Every decode in the process — portraits, uploads, generated pictures — runs through [`off_runtime`],
+//! which holds one of [`CONCURRENT_DECODES`] slots for as long as the work runs, so the memory of all
+//! decodes together stays bounded (docs/performance.md): a decode may allocate up to 512 MiB, plus at most
+//! one conversion to 8-bit RGBA, plus buffers the size of the (bounded) output.
 
 use std::io::Cursor;
 
 use image::codecs::jpeg::JpegEncoder;
 use image::imageops::FilterType;
-use image::{DynamicImage, ImageFormat, ImageReader, Limits, RgbImage};
+use image::{
+    DynamicImage, GenericImageView, ImageBuffer, ImageFormat, ImageReader, Limits, Pixel, RgbImage,
+    RgbaImage,
+};
 use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+
+/// Decodes running at once in this process: each may hold a large bitmap.
+pub const CONCURRENT_DECODES: usize = 2;
+static DECODE_SLOTS: Semaphore = Semaphore::const_new(CONCURRENT_DECODES);
+
+/// Runs image work on the blocking pool once a decode slot is free.
+///
+/// The slot moves into the blocking task: a caller that gives up (Stop, a timeout, a closed connection)
+/// does not free it while the decode still runs.
+pub async fn off_runtime<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, tokio::task::JoinError> {
+    // The semaphore is a never-closed static, so acquiring only waits.
+    let slot = DECODE_SLOTS.acquire().await.ok();
+    tokio::task::spawn_blocking(move || {
+        let done = work();
+        drop(slot);
+        done
+    })
+    .await
+}
+
+/// Takes every decode slot until the guard drops (tests of the limit).
+#[cfg(test)]
+pub(crate) async fn hold_every_decode_slot() -> tokio::sync::SemaphorePermit<'static> {
+    DECODE_SLOTS
+        .acquire_many(CONCURRENT_DECODES as u32)
+        .await
+        .expect("the static semaphore is never closed")
+}
 
 /// Images with more pixels than this are refused before decoding (decompression bombs).
 pub const MAX_PIXELS: u64 = 40_000_000;
@@ -125,13 +164,31 @@ pub fn portrait(bytes: &[u8], crop: Option<Crop>, max_side: u32) -> Result<Proce
             }
         }
     };
-    let square = image.crop_imm(crop.x, crop.y, crop.size, crop.size);
-    let square = if crop.size > max_side {
-        square.resize_exact(max_side, max_side, FilterType::Lanczos3)
-    } else {
-        square
+    // The crop is a view into the decoded bitmap, not a copy of it; only the (small) square is allocated.
+    let square = match image {
+        DynamicImage::ImageRgb8(buffer) => {
+            DynamicImage::ImageRgb8(square_of(&buffer, crop, max_side))
+        }
+        DynamicImage::ImageRgba8(buffer) => {
+            DynamicImage::ImageRgba8(square_of(&buffer, crop, max_side))
+        }
+        other => DynamicImage::ImageRgba8(square_of(&other.into_rgba8(), crop, max_side)),
     };
-    encode_jpeg(&square)
+    encode_jpeg(square)
+}
+
+/// The `crop` of `image`, scaled down to `max_side` when larger.
+fn square_of<P: Pixel + 'static>(
+    image: &ImageBuffer<P, Vec<P::Subpixel>>,
+    crop: Crop,
+    max_side: u32,
+) -> ImageBuffer<P, Vec<P::Subpixel>> {
+    let view = image.view(crop.x, crop.y, crop.size, crop.size);
+    if crop.size > max_side {
+        image::imageops::resize(&*view, max_side, max_side, FilterType::Lanczos3)
+    } else {
+        view.to_image()
+    }
 }
 
 /// A generated or uploaded picture: decoded, scaled to fit `max_side`, JPEG.
@@ -142,7 +199,7 @@ pub fn fit(bytes: &[u8], max_side: u32) -> Result<Processed, ImageError> {
     } else {
         image
     };
-    encode_jpeg(&image)
+    encode_jpeg(image)
 }
 
 /// A generated picture and its gallery thumbnail (fitting `thumb_side` × 1.5 `thumb_side`), decoded once.
@@ -163,21 +220,19 @@ pub fn fit_with_thumbnail(
     } else {
         image.clone()
     };
-    Ok((encode_jpeg(&image)?, encode_jpeg(&thumbnail)?))
+    Ok((encode_jpeg(image)?, encode_jpeg(thumbnail)?))
 }
 
 /// Flattens transparency onto white (JPEG has none) and encodes; re-encoding drops all metadata.
-fn encode_jpeg(image: &DynamicImage) -> Result<Processed, ImageError> {
-    let rgba = image.to_rgba8();
-    let mut rgb = RgbImage::new(rgba.width(), rgba.height());
-    for (source, target) in rgba.pixels().zip(rgb.pixels_mut()) {
-        let [r, g, b, a] = source.0;
-        let blend = |c: u8| -> u8 {
-            let alpha = u16::from(a);
-            ((u16::from(c) * alpha + 255 * (255 - alpha)) / 255) as u8
-        };
-        target.0 = [blend(r), blend(g), blend(b)];
-    }
+///
+/// Takes the image by value: an opaque 8-bit RGB image is encoded as it is, anything else is converted
+/// once (a buffer the size of this — already bounded — output image).
+fn encode_jpeg(image: DynamicImage) -> Result<Processed, ImageError> {
+    let rgb = match image {
+        DynamicImage::ImageRgba8(rgba) => flatten_onto_white(&rgba),
+        opaque if !opaque.color().has_alpha() => opaque.into_rgb8(),
+        other => flatten_onto_white(&other.into_rgba8()),
+    };
     let mut bytes = Vec::new();
     JpegEncoder::new_with_quality(&mut bytes, JPEG_QUALITY)
         .encode_image(&rgb)
@@ -194,6 +249,19 @@ fn encode_jpeg(image: &DynamicImage) -> Result<Processed, ImageError> {
         height: rgb.height(),
         sha256,
     })
+}
+
+fn flatten_onto_white(rgba: &RgbaImage) -> RgbImage {
+    let mut rgb = RgbImage::new(rgba.width(), rgba.height());
+    for (source, target) in rgba.pixels().zip(rgb.pixels_mut()) {
+        let [r, g, b, a] = source.0;
+        let blend = |c: u8| -> u8 {
+            let alpha = u16::from(a);
+            ((u16::from(c) * alpha + 255 * (255 - alpha)) / 255) as u8
+        };
+        target.0 = [blend(r), blend(g), blend(b)];
+    }
+    rgb
 }
 
 #[cfg(test)]
@@ -288,6 +356,48 @@ mod tests {
         assert_eq!(decode(&truncated).unwrap_err(), ImageError::Corrupt);
         let bmp = b"BM\x00\x00\x00\x00";
         assert_eq!(decode(bmp).unwrap_err(), ImageError::UnsupportedType);
+    }
+
+    #[tokio::test]
+    async fn decodes_wait_for_a_free_slot() {
+        let held = hold_every_decode_slot().await;
+        let ran = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = ran.clone();
+        let mut work = Box::pin(off_runtime(move || {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        }));
+        // Polled while every slot is taken, the work is not even handed to the blocking pool.
+        assert!(futures_util::poll!(work.as_mut()).is_pending());
+        assert!(!ran.load(std::sync::atomic::Ordering::SeqCst));
+        drop(held);
+        work.await.expect("the work runs once a slot is free");
+        assert!(ran.load(std::sync::atomic::Ordering::SeqCst));
+    }
+
+    #[test]
+    fn a_portrait_crop_of_a_jpeg_keeps_its_pixels() {
+        let image = ImageBuffer::from_fn(300, 200, |x, _| {
+            image::Rgb([if x < 150 { 250_u8 } else { 5 }, 0, 0])
+        });
+        let mut bytes = Vec::new();
+        DynamicImage::ImageRgb8(image)
+            .write_to(&mut Cursor::new(&mut bytes), ImageFormat::Jpeg)
+            .expect("test setup is valid");
+        let left = portrait(
+            &bytes,
+            Some(Crop {
+                x: 0,
+                y: 0,
+                size: 100,
+            }),
+            800,
+        )
+        .expect("valid");
+        let decoded = image::load_from_memory(&left.bytes)
+            .expect("valid")
+            .to_rgb8();
+        assert_eq!(decoded.dimensions(), (100, 100));
+        assert!(decoded.pixels().all(|p| p.0[0] > 200), "the left, red part");
     }
 
     #[test]

@@ -4,6 +4,10 @@
 //! instance can take traffic (database reachable, schema exactly what the binary expects);
 //! `/api/health` checks each dependency with a 2 s bound, and caches upstream checks for 10 s behind a
 //! single-flight lock so a burst of probes costs a provider one request.
+//!
+//! Both answer anyone, so they say *which* check failed and a fixed reason, never the raw error text of a
+//! database or provider (which can name hosts, users or internal paths): that goes to the log, on the
+//! request's span and so with its correlation id.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,7 +34,7 @@ pub const UPSTREAM_CACHE_TTL: Duration = Duration::from_secs(10);
 
 /// Something that can be checked: a database, a provider endpoint.
 pub trait Probe: Send + Sync {
-    /// `Ok` when reachable and working; `Err` with a short explanation otherwise.
+    /// `Ok` when reachable and working; `Err` with a short explanation for the log otherwise.
     fn check(&self) -> BoxFuture<'_, Result<(), String>>;
 }
 
@@ -46,6 +50,16 @@ pub enum CheckStatus {
     NotConfigured,
 }
 
+/// Why a configured check is unhealthy, as the public report says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckFailure {
+    /// The dependency answered with an error or could not be reached (details in the log).
+    Failed,
+    /// No answer within the check's time limit.
+    TimedOut,
+}
+
 /// One entry of the health report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CheckResult {
@@ -56,7 +70,7 @@ pub struct CheckResult {
     pub latency_ms: Option<u64>,
     /// Why it is unhealthy.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub error: Option<CheckFailure>,
     /// Which implementation is in use (`sqlite`, `local`, `sdapi`, …).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kind: Option<&'static str>,
@@ -142,13 +156,21 @@ impl Check {
         let started = Instant::now();
         let outcome = tokio::time::timeout(self.timeout, probe.check()).await;
         let latency_ms = Some(started.elapsed().as_millis() as u64);
+        let kind = self.kind.unwrap_or("unknown");
         let (status, error) = match outcome {
             Ok(Ok(())) => (CheckStatus::Healthy, None),
-            Ok(Err(error)) => (CheckStatus::Unhealthy, Some(error)),
-            Err(_) => (
-                CheckStatus::Unhealthy,
-                Some(format!("no answer within {} ms", self.timeout.as_millis())),
-            ),
+            Ok(Err(detail)) => {
+                tracing::warn!(check = kind, error = %detail, "health check failed");
+                (CheckStatus::Unhealthy, Some(CheckFailure::Failed))
+            }
+            Err(_) => {
+                tracing::warn!(
+                    check = kind,
+                    timeout_ms = self.timeout.as_millis() as u64,
+                    "health check timed out"
+                );
+                (CheckStatus::Unhealthy, Some(CheckFailure::TimedOut))
+            }
         };
         CheckResult {
             status,
@@ -194,41 +216,107 @@ pub async fn get_live() -> Json<serde_json::Value> {
     Json(json!({ "status": "alive" }))
 }
 
-/// `GET /api/ready`: 200 when this instance can take traffic, else 503 with the reason.
+/// Why this instance cannot take traffic: a stable code and a fixed sentence for the public answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NotReady {
+    DatabaseUnreachable,
+    DatabaseTimedOut,
+    SchemaUnreadable,
+    SchemaNewer,
+    SchemaModified,
+    MigrationsPending,
+}
+
+impl NotReady {
+    fn code(self) -> &'static str {
+        match self {
+            Self::DatabaseUnreachable => "database_unreachable",
+            Self::DatabaseTimedOut => "database_timed_out",
+            Self::SchemaUnreadable => "schema_unreadable",
+            Self::SchemaNewer => "schema_newer_than_binary",
+            Self::SchemaModified => "schema_modified",
+            Self::MigrationsPending => "migrations_pending",
+        }
+    }
+
+    fn message(self) -> &'static str {
+        match self {
+            Self::DatabaseUnreachable => "The database is unreachable.",
+            Self::DatabaseTimedOut => "The database did not answer in time.",
+            Self::SchemaUnreadable => "The database's migration state cannot be read.",
+            Self::SchemaNewer => {
+                "The database schema is newer than this binary: run a newer companion-hub."
+            }
+            Self::SchemaModified => {
+                "Applied migrations differ from this binary's: the binary and the database disagree."
+            }
+            Self::MigrationsPending => {
+                "Database migrations are pending: run `companion-hub migrate`."
+            }
+        }
+    }
+
+    fn check(self) -> &'static str {
+        match self {
+            Self::DatabaseUnreachable | Self::DatabaseTimedOut => "database",
+            _ => "schema",
+        }
+    }
+}
+
+/// `GET /api/ready`: 200 when this instance can take traffic, else 503 with which check failed and why.
 pub async fn get_ready(State(state): State<AppState>) -> Response {
-    let reason = match tokio::time::timeout(CHECK_TIMEOUT, readiness_problem(&state.db)).await {
+    let problem = match tokio::time::timeout(CHECK_TIMEOUT, readiness_problem(&state.db)).await {
         Ok(problem) => problem,
-        Err(_) => Some("the database did not answer in time".to_owned()),
+        Err(_) => {
+            tracing::warn!("readiness: the database did not answer in time");
+            Some(NotReady::DatabaseTimedOut)
+        }
     };
-    match reason {
+    match problem {
         None => (StatusCode::OK, Json(json!({ "status": "ready" }))).into_response(),
-        Some(reason) => (
+        Some(problem) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "not_ready", "reason": reason })),
+            Json(json!({
+                "status": "not_ready",
+                "check": problem.check(),
+                "reason": problem.code(),
+                "message": problem.message(),
+            })),
         )
             .into_response(),
     }
 }
 
-async fn readiness_problem(db: &Db) -> Option<String> {
+/// The first reason this instance cannot serve, with the details logged.
+async fn readiness_problem(db: &Db) -> Option<NotReady> {
     if let Err(err) = db.ping().await {
-        return Some(format!("the database is unreachable: {err}"));
+        tracing::warn!(error = %err, "readiness: the database is unreachable");
+        return Some(NotReady::DatabaseUnreachable);
     }
-    match migrate::status(db).await {
-        Err(err) => Some(err.to_string()),
-        Ok(status) => {
-            if let Some(problem) = status.incompatibility() {
-                return Some(problem.to_string());
-            }
-            let pending: Vec<String> = status.pending().map(|m| m.version.to_string()).collect();
-            (!pending.is_empty()).then(|| {
-                format!(
-                    "migrations {} are pending; run `companion-hub migrate`",
-                    pending.join(", ")
-                )
-            })
+    let status = match migrate::status(db).await {
+        Ok(status) => status,
+        Err(err) => {
+            tracing::warn!(error = %err, "readiness: the migration state cannot be read");
+            return Some(NotReady::SchemaUnreadable);
         }
+    };
+    if let Some(problem) = status.incompatibility() {
+        tracing::warn!(error = %problem, "readiness: the schema is incompatible");
+        return Some(match problem {
+            migrate::MigrationError::SchemaNewer { .. } => NotReady::SchemaNewer,
+            _ => NotReady::SchemaModified,
+        });
     }
+    let pending: Vec<String> = status.pending().map(|m| m.version.to_string()).collect();
+    if pending.is_empty() {
+        return None;
+    }
+    tracing::warn!(
+        pending = %pending.join(", "),
+        "readiness: migrations are pending; run `companion-hub migrate`"
+    );
+    Some(NotReady::MigrationsPending)
 }
 
 /// `GET /api/health`: every dependency's status; 200 when all configured ones are healthy, else 503.
@@ -310,7 +398,7 @@ mod tests {
         let check = Check::cached("llm", upstream.clone(), Duration::from_secs(10));
         let first = check.run().await;
         assert_eq!(first.status, CheckStatus::Unhealthy);
-        assert_eq!(first.error.as_deref(), Some("HTTP 500"));
+        assert_eq!(first.error, Some(CheckFailure::Failed));
         check.run().await;
         assert_eq!(upstream.calls.load(Ordering::SeqCst), 1);
         tokio::time::advance(Duration::from_secs(11)).await;
@@ -324,7 +412,7 @@ mod tests {
         let check = Check::cached("sdapi", upstream, UPSTREAM_CACHE_TTL);
         let result = check.run().await;
         assert_eq!(result.status, CheckStatus::Unhealthy);
-        assert_eq!(result.error.as_deref(), Some("no answer within 2000 ms"));
+        assert_eq!(result.error, Some(CheckFailure::TimedOut));
         assert!(result.latency_ms.unwrap_or(0) >= 2000);
     }
 

@@ -2,18 +2,24 @@
 //!
 //! Policy: each session has a 256-bit secret; pages carry it masked with fresh randomness
 //! (`base64url(mask ‖ mask⊕secret)`), so the token differs on every page (no BREACH-style leak through
-//! compression) while all of them stay valid for the session. A POST, PUT, PATCH or DELETE must carry
-//! one, as the `X-CSRF-Token` header or the `csrf_token` form field (urlencoded or multipart), compared in constant time after
-//! unmasking; and when the browser says where the request came from (`Origin`, else `Referer`), that
-//! must be this site. Failures answer 403 `csrf_failed`, are logged with the correlation id and counted.
+//! compression) while all of them stay valid for the session; without randomness there is no token (the
+//! page fails), never the bare secret. A POST, PUT, PATCH or DELETE must carry one, as the `X-CSRF-Token`
+//! header or the `csrf_token` form field (urlencoded or multipart), compared in constant time after
+//! unmasking; and when the browser says where the request came from (`Origin`, else `Referer`), that must
+//! be this site. What can be decided from the headers is decided before any body is read: a foreign
+//! origin, no session, a header token, a body that is neither form type. A urlencoded form is read (at
+//! most 256 KiB) to find its field; of a multipart form only the start is read, up to the `csrf_token`
+//! part our forms send first (at most 64 KiB), and the rest streams on to the handler untouched. Failures
+//! answer 403 `csrf_failed`, are logged with the correlation id and counted.
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use futures_util::StreamExt;
 use subtle::ConstantTimeEq;
 
 use super::session::CurrentSession;
@@ -25,15 +31,16 @@ pub const HEADER: &str = "x-csrf-token";
 /// The form field pages send the token in.
 pub const FIELD: &str = "csrf_token";
 
-/// A freshly masked token for `secret`.
-pub fn mask(secret: &[u8; 32]) -> String {
+/// A freshly masked token for `secret`; an error when the system has no randomness to mask it with.
+pub fn mask(secret: &[u8; 32]) -> Result<String, getrandom::Error> {
     let mut mask = [0_u8; 32];
-    if getrandom::fill(&mut mask).is_err() {
-        // Without randomness the token is still valid, only not re-masked.
-        mask = [0; 32];
-    }
+    getrandom::fill(&mut mask)?;
+    Ok(masked(secret, &mask))
+}
+
+fn masked(secret: &[u8; 32], mask: &[u8; 32]) -> String {
     let mut token = [0_u8; 64];
-    token[..32].copy_from_slice(&mask);
+    token[..32].copy_from_slice(mask);
     for (i, byte) in secret.iter().enumerate() {
         token[32 + i] = byte ^ mask[i];
     }
@@ -137,40 +144,91 @@ async fn check(state: &AppState, request: Request) -> Result<Request, Refusal> {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned();
-    let (limit, multipart_boundary) =
-        if content_type.starts_with("application/x-www-form-urlencoded") {
-            (crate::app::MAX_FORM_BYTES, None)
-        } else if content_type.starts_with("multipart/form-data") {
-            let boundary = multer::parse_boundary(&content_type)
-                .map_err(|_| Refusal::Csrf("missing_token"))?;
-            (super::upload::MAX_MULTIPART_BYTES, Some(boundary))
-        } else {
-            return Err(Refusal::Csrf("missing_token"));
-        };
-    // Read the form to find its token, then hand the same bytes on to the handler.
-    let (parts, body) = request.into_parts();
-    let bytes = axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| Refusal::TooLarge)?;
-    let token = match multipart_boundary {
-        None => url::form_urlencoded::parse(&bytes)
+    if content_type.starts_with("application/x-www-form-urlencoded") {
+        // Read the form to find its token, then hand the same bytes on to the handler.
+        let (parts, body) = request.into_parts();
+        let bytes = axum::body::to_bytes(body, crate::web::limits::MAX_FORM_BYTES)
+            .await
+            .map_err(|_| Refusal::TooLarge)?;
+        let token = url::form_urlencoded::parse(&bytes)
             .find(|(name, _)| name == FIELD)
-            .map(|(_, value)| value.into_owned()),
-        Some(boundary) => multipart_token(bytes.clone(), boundary).await,
-    };
-    match token {
-        None => Err(Refusal::Csrf("missing_token")),
-        Some(token) if !session.csrf_token_matches(&token) => Err(Refusal::Csrf("bad_token")),
-        Some(_) => Ok(Request::from_parts(parts, Body::from(bytes))),
+            .map(|(_, value)| value.into_owned());
+        return match token {
+            None => Err(Refusal::Csrf("missing_token")),
+            Some(token) if !session.csrf_token_matches(&token) => Err(Refusal::Csrf("bad_token")),
+            Some(_) => Ok(Request::from_parts(parts, Body::from(bytes))),
+        };
+    }
+    if content_type.starts_with("multipart/form-data") {
+        let boundary =
+            multer::parse_boundary(&content_type).map_err(|_| Refusal::Csrf("missing_token"))?;
+        let (parts, body) = request.into_parts();
+        let (prefix, rest) = multipart_prefix_with_token(body, boundary).await?;
+        return match prefix.token {
+            Some(token) if session.csrf_token_matches(&token) => {
+                // The bytes read so far, then the rest of the body as it arrives.
+                let replay = futures_util::stream::once(async move {
+                    Ok::<Bytes, axum::Error>(Bytes::from(prefix.bytes))
+                });
+                let body = Body::from_stream(replay.chain(rest.into_data_stream()));
+                Ok(Request::from_parts(parts, body))
+            }
+            Some(_) => Err(Refusal::Csrf("bad_token")),
+            None => Err(Refusal::Csrf("missing_token")),
+        };
+    }
+    Err(Refusal::Csrf("missing_token"))
+}
+
+/// The start of a multipart body, read up to its `csrf_token` part.
+struct MultipartPrefix {
+    bytes: Vec<u8>,
+    token: Option<String>,
+}
+
+/// Reads `body` until the `csrf_token` part is complete (or the body ends, or
+/// [`crate::web::limits::MAX_CSRF_PREFIX_BYTES`] were read without it); returns what was read and the
+/// unread rest.
+async fn multipart_prefix_with_token(
+    body: Body,
+    boundary: String,
+) -> Result<(MultipartPrefix, Body), Refusal> {
+    let limit = crate::web::limits::MAX_CSRF_PREFIX_BYTES;
+    let mut stream = body.into_data_stream();
+    let mut bytes = Vec::new();
+    loop {
+        let chunk = match stream.next().await {
+            None => None,
+            Some(Ok(chunk)) => Some(chunk),
+            // The body limit (or a broken upload) stopped the read.
+            Some(Err(_)) => return Err(Refusal::TooLarge),
+        };
+        let ended = chunk.is_none();
+        if let Some(chunk) = chunk {
+            bytes.extend_from_slice(&chunk);
+        }
+        // Only a token within the first `limit` bytes counts, however the body arrived in chunks.
+        if let Some(token) = token_in_prefix(&bytes[..bytes.len().min(limit)], &boundary).await {
+            let prefix = MultipartPrefix {
+                bytes,
+                token: Some(token),
+            };
+            return Ok((prefix, Body::from_stream(stream)));
+        }
+        if ended || bytes.len() > limit {
+            return Ok((MultipartPrefix { bytes, token: None }, Body::empty()));
+        }
     }
 }
 
-/// The `csrf_token` part of a buffered multipart body (pages put it first, so this stops early).
-async fn multipart_token(bytes: bytes::Bytes, boundary: String) -> Option<String> {
+/// The `csrf_token` part of a multipart body's first bytes, once that part is complete in them.
+async fn token_in_prefix(prefix: &[u8], boundary: &str) -> Option<String> {
+    let bytes = Bytes::copy_from_slice(prefix);
     let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(bytes) });
     let mut multipart = multer::Multipart::new(stream, boundary);
     while let Ok(Some(field)) = multipart.next_field().await {
         if field.name() == Some(FIELD) {
+            // An incomplete part (its end not read yet) fails here; the caller reads more.
             return field.text().await.ok();
         }
     }
@@ -184,8 +242,8 @@ mod tests {
     #[test]
     fn masked_tokens_differ_but_all_match() {
         let secret = [7_u8; 32];
-        let a = mask(&secret);
-        let b = mask(&secret);
+        let a = mask(&secret).expect("randomness");
+        let b = mask(&secret).expect("randomness");
         assert_ne!(a, b);
         assert!(matches(&secret, &a));
         assert!(matches(&secret, &b));
@@ -195,11 +253,74 @@ mod tests {
     fn tokens_of_another_secret_or_malformed_ones_do_not_match() {
         let secret = [7_u8; 32];
         let other = [8_u8; 32];
-        assert!(!matches(&secret, &mask(&other)));
+        assert!(!matches(&secret, &mask(&other).expect("randomness")));
         assert!(!matches(&secret, ""));
         assert!(!matches(&secret, "not base64 !!"));
         assert!(!matches(&secret, &URL_SAFE_NO_PAD.encode([0_u8; 63])));
         // An unmasked secret (mask of zeros) with the wrong length is refused too.
         assert!(!matches(&secret, &URL_SAFE_NO_PAD.encode(secret)));
+    }
+
+    #[test]
+    fn a_token_never_shows_the_secret_itself() {
+        // With a zero mask the second half would be the bare secret: the mask always comes from the
+        // system's randomness, and without it there is no token at all (mask() returns the error).
+        let secret = [7_u8; 32];
+        let token = mask(&secret).expect("randomness");
+        let bytes = URL_SAFE_NO_PAD.decode(token).expect("base64");
+        assert_ne!(&bytes[32..], &secret[..]);
+        assert_eq!(
+            masked(&secret, &[0; 32]),
+            URL_SAFE_NO_PAD.encode([[0_u8; 32], secret].concat())
+        );
+    }
+
+    fn multipart(parts: &[(&str, &str)]) -> Vec<u8> {
+        let mut body = String::new();
+        for (name, value) in parts {
+            body.push_str(&format!(
+                "--XyZ\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            ));
+        }
+        body.push_str("--XyZ--\r\n");
+        body.into_bytes()
+    }
+
+    #[tokio::test]
+    async fn the_token_is_found_in_the_start_of_a_multipart_body() {
+        let body = multipart(&[("csrf_token", "tok"), ("name", "Mira")]);
+        // Only the part up to the token is needed; it arrives in small pieces.
+        let chunks: Vec<Result<Bytes, std::io::Error>> = body
+            .chunks(7)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        let (prefix, rest) = multipart_prefix_with_token(
+            Body::from_stream(futures_util::stream::iter(chunks)),
+            "XyZ".into(),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("read"));
+        assert_eq!(prefix.token.as_deref(), Some("tok"));
+        assert!(prefix.bytes.len() < body.len(), "the rest was not read");
+        let rest = axum::body::to_bytes(rest, usize::MAX).await.expect("rest");
+        assert_eq!([prefix.bytes, rest.to_vec()].concat(), body, "nothing lost");
+    }
+
+    #[tokio::test]
+    async fn a_token_after_a_large_part_is_not_looked_for() {
+        let big = "x".repeat(crate::web::limits::MAX_CSRF_PREFIX_BYTES + 10);
+        let body = multipart(&[("name", &big), ("csrf_token", "tok")]);
+        let chunks: Vec<Result<Bytes, std::io::Error>> = body
+            .chunks(4096)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        let (prefix, _) = multipart_prefix_with_token(
+            Body::from_stream(futures_util::stream::iter(chunks)),
+            "XyZ".into(),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("read"));
+        assert_eq!(prefix.token, None);
+        assert!(prefix.bytes.len() <= crate::web::limits::MAX_CSRF_PREFIX_BYTES + 4096);
     }
 }

@@ -8,6 +8,8 @@ pub mod correlation;
 pub mod csrf;
 pub mod error_pages;
 pub mod forms;
+pub mod keys;
+pub mod limits;
 pub mod observe;
 pub mod page;
 pub mod rate_limit;

@@ -8,10 +8,7 @@ use axum::http::header;
 
 use crate::error::AppError;
 
-/// The largest uploaded file accepted (portraits and other pictures).
-pub const MAX_FILE_BYTES: usize = 5 * 1024 * 1024;
-/// The largest multipart request (a file plus the form's text fields).
-pub const MAX_MULTIPART_BYTES: usize = MAX_FILE_BYTES + 1024 * 1024;
+pub use super::limits::{MAX_FILE_BYTES, MAX_MULTIPART_BYTES};
 /// Longest text field in a multipart form.
 const MAX_TEXT_FIELD_BYTES: usize = 64 * 1024;
 

@@ -1,11 +1,15 @@
 //! Server-side sessions: the cookie, the per-request lookup, and the `CurrentUser` / `MaybeUser` extractors.
 //!
 //! Policy: the cookie holds a random 256-bit token; the database keeps only its SHA-256, so a leaked
-//! table cannot be replayed. Every session (and every pre-session, which protects the login and
-//! register forms before anyone signs in) has its own CSRF secret. Sign-in replaces the pre-session
-//! with a new session (new token, new secret: no fixation); sign-out deletes it. The cookie is
-//! HttpOnly and SameSite=Lax, and `__Host-`-prefixed and Secure behind HTTPS.
+//! table cannot be replayed. A session ends `SESSION_DAYS` after sign-in, or after `SESSION_IDLE_MINUTES`
+//! without a request, whichever comes first. Every session has its own CSRF secret; an anonymous visitor
+//! gets a pre-session for the login and register forms, which is a signed cookie holding its CSRF secret
+//! ([`pre`]) — nothing is stored for anonymous visitors. Sign-in replaces the pre-session with a new
+//! session (new token, new secret: no fixation); sign-out deletes it; a password change gives the
+//! current session a new token. Cookies are HttpOnly and SameSite=Lax, and `__Host-`-prefixed and Secure
+//! behind HTTPS.
 
+pub mod pre;
 pub mod store;
 
 use std::sync::Arc;
@@ -21,6 +25,7 @@ use uuid::Uuid;
 
 use super::csrf;
 use super::error_pages::wants_json;
+use super::keys::Purpose;
 use super::page::PageContext;
 use crate::config::Config;
 use crate::db::Timestamp;
@@ -29,6 +34,8 @@ use crate::state::AppState;
 
 /// How long a pre-session (an anonymous visitor's form protection) lives.
 pub const PRE_SESSION_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+/// How long a browser that signed in is remembered as trusted (its device cookie).
+pub const DEVICE_COOKIE_LIFETIME: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// The signed-in user as pages need them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,9 +63,17 @@ pub struct Session {
 }
 
 impl Session {
-    /// A freshly masked CSRF token for a page or form (differs every call, all valid).
-    pub fn csrf_token(&self) -> String {
-        csrf::mask(&self.csrf_secret)
+    /// A freshly masked CSRF token for a page or form (differs every call, all valid). Fails closed: without
+    /// randomness there is no token (and no page), never an unmasked secret.
+    pub fn csrf_token(&self) -> Result<String, AppError> {
+        csrf::mask(&self.csrf_secret).map_err(|err| {
+            AppError::Internal(anyhow::anyhow!("no randomness for a CSRF token: {err}"))
+        })
+    }
+
+    /// True for an anonymous visitor's pre-session (a signed cookie, no row).
+    pub fn is_pre_session(&self) -> bool {
+        self.user.is_none()
     }
 
     /// True when `token` is a masked form of this session's secret.
@@ -67,12 +82,16 @@ impl Session {
     }
 
     /// The layout data for a page rendered in this session.
-    pub fn page(&self, title: impl Into<String>, section: &'static str) -> PageContext {
-        PageContext {
-            csrf_token: self.csrf_token(),
+    pub fn page(
+        &self,
+        title: impl Into<String>,
+        section: &'static str,
+    ) -> Result<PageContext, AppError> {
+        Ok(PageContext {
+            csrf_token: self.csrf_token()?,
             user: self.user.clone(),
             ..PageContext::new(title, section)
-        }
+        })
     }
 }
 
@@ -80,27 +99,41 @@ impl Session {
 #[derive(Debug, Clone, Default)]
 pub struct CurrentSession(pub Option<Arc<Session>>);
 
-/// Name and attributes of the session cookie for a deployment.
+/// Name and attributes of one of our cookies for a deployment.
 #[derive(Debug, Clone, Copy)]
-pub struct SessionCookie {
+pub struct SiteCookie {
     name: &'static str,
     secure: bool,
 }
 
-impl SessionCookie {
-    /// `__Host-session` + Secure behind HTTPS, `session` otherwise.
-    pub fn for_config(config: &Config) -> Self {
+impl SiteCookie {
+    fn named(config: &Config, plain: &'static str, host: &'static str) -> Self {
         if config.is_https() {
             Self {
-                name: "__Host-session",
+                name: host,
                 secure: true,
             }
         } else {
             Self {
-                name: "session",
+                name: plain,
                 secure: false,
             }
         }
+    }
+
+    /// The session cookie: `__Host-session` + Secure behind HTTPS, `session` otherwise.
+    pub fn session(config: &Config) -> Self {
+        Self::named(config, "session", "__Host-session")
+    }
+
+    /// The anonymous visitor's pre-session cookie.
+    pub fn pre_session(config: &Config) -> Self {
+        Self::named(config, "presession", "__Host-presession")
+    }
+
+    /// The device cookie of a browser that signed in successfully before.
+    pub fn device(config: &Config) -> Self {
+        Self::named(config, "device", "__Host-device")
     }
 
     /// The token the browser sent, if any.
@@ -113,7 +146,7 @@ impl SessionCookie {
             .filter_map(Result::ok)
             .find(|cookie| cookie.name() == self.name)
             .map(|cookie| cookie.value().to_owned())
-            .filter(|value| !value.is_empty() && value.len() <= 100)
+            .filter(|value| !value.is_empty() && value.len() <= 200)
     }
 
     /// `Set-Cookie` for a new token living `lifetime`.
@@ -142,21 +175,35 @@ impl SessionCookie {
     }
 }
 
-/// Looks the session cookie up and puts [`CurrentSession`] into the request.
+/// Looks the session cookie up (or, for anonymous visitors, checks the pre-session cookie's signature) and
+/// puts [`CurrentSession`] into the request.
 pub async fn load_session(
     State(state): State<AppState>,
     mut request: Request,
     next: Next,
 ) -> Response {
-    let cookie = SessionCookie::for_config(&state.config);
-    let session = match cookie.read(request.headers()) {
+    let now = Timestamp::now();
+    let mut session = match SiteCookie::session(&state.config).read(request.headers()) {
         None => None,
-        Some(token) => match store::load(&state.db, &token, Timestamp::now()).await {
-            Ok(session) => session.map(Arc::new),
-            Err(err) => return AppError::from(err).into_response(),
-        },
+        Some(token) => {
+            match store::load(&state.db, &token, now, state.config.auth.session_idle()).await {
+                Ok(session) => session,
+                Err(err) => return AppError::from(err).into_response(),
+            }
+        }
     };
-    request.extensions_mut().insert(CurrentSession(session));
+    if session.is_none()
+        && let Some(value) = SiteCookie::pre_session(&state.config).read(request.headers())
+    {
+        match state.keys.key(Purpose::PreSession).await {
+            Ok(key) => session = pre::read(&key, &value, now),
+            // Without the keys (an unmigrated database) the visitor is simply anonymous.
+            Err(err) => tracing::warn!(error = %err, "cannot check a pre-session"),
+        }
+    }
+    request
+        .extensions_mut()
+        .insert(CurrentSession(session.map(Arc::new)));
     next.run(request).await
 }
 
@@ -171,10 +218,14 @@ pub struct MaybeUser {
 
 impl MaybeUser {
     /// The layout data for a page (with a CSRF token when there is a session).
-    pub fn page(&self, title: impl Into<String>, section: &'static str) -> PageContext {
+    pub fn page(
+        &self,
+        title: impl Into<String>,
+        section: &'static str,
+    ) -> Result<PageContext, AppError> {
         match &self.session {
             Some(session) => session.page(title, section),
-            None => PageContext::new(title, section),
+            None => Ok(PageContext::new(title, section)),
         }
     }
 }
@@ -205,7 +256,11 @@ pub struct CurrentUser {
 
 impl CurrentUser {
     /// The layout data for a page.
-    pub fn page(&self, title: impl Into<String>, section: &'static str) -> PageContext {
+    pub fn page(
+        &self,
+        title: impl Into<String>,
+        section: &'static str,
+    ) -> Result<PageContext, AppError> {
         self.session.page(title, section)
     }
 }
@@ -267,7 +322,7 @@ mod tests {
 
     #[test]
     fn cookies_are_http_only_lax_and_host_prefixed_behind_https() {
-        let plain = SessionCookie::for_config(&config(None));
+        let plain = SiteCookie::session(&config(None));
         let value = plain.set("tok", Duration::from_secs(60));
         let text = value.to_str().expect("test setup is valid");
         assert!(text.starts_with("session=tok"), "{text}");
@@ -275,7 +330,7 @@ mod tests {
         assert!(text.contains("Path=/") && text.contains("Max-Age=60"));
         assert!(!text.contains("Secure"));
 
-        let secure = SessionCookie::for_config(&config(Some("https://hub.example.com")));
+        let secure = SiteCookie::session(&config(Some("https://hub.example.com")));
         let text = secure.set("tok", Duration::from_secs(60));
         let text = text.to_str().expect("test setup is valid");
         assert!(
@@ -287,7 +342,7 @@ mod tests {
 
     #[test]
     fn the_cookie_is_found_among_others() {
-        let jar = SessionCookie::for_config(&config(None));
+        let jar = SiteCookie::session(&config(None));
         let mut headers = HeaderMap::new();
         headers.insert(
             header::COOKIE,

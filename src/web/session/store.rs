@@ -1,4 +1,5 @@
-//! The `sessions` table: server-side sessions keyed by the hash of their cookie token.
+//! The `sessions` table: signed-in users' server-side sessions, keyed by the hash of their cookie token.
+//! A session is live while it is within its lifetime and was used within the idle timeout.
 
 use std::time::Duration;
 
@@ -50,10 +51,10 @@ fn token_hash(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }
 
-/// Creates a session (`user` = `None` for a pre-session before sign-in); returns its cookie token.
+/// Creates a signed-in session; returns its cookie token.
 pub async fn create(
     db: &Db,
-    user: Option<SessionUser>,
+    user: SessionUser,
     user_agent: Option<&str>,
     lifetime: Duration,
 ) -> anyhow::Result<(String, Session)> {
@@ -63,7 +64,7 @@ pub async fn create(
     let now = Timestamp::now();
     let session = Session {
         id: Uuid::now_v7(),
-        user,
+        user: Some(user),
         csrf_secret,
         created_at: now,
         expires_at: now + lifetime,
@@ -87,16 +88,23 @@ pub async fn create(
     Ok((token, session))
 }
 
-/// The live session for a cookie token, refreshing its last-seen time now and then.
-pub async fn load(db: &Db, token: &str, now: Timestamp) -> Result<Option<Session>, sqlx::Error> {
+/// The live session for a cookie token (within its lifetime, used within `idle`), refreshing its
+/// last-seen time now and then.
+pub async fn load(
+    db: &Db,
+    token: &str,
+    now: Timestamp,
+    idle: Duration,
+) -> Result<Option<Session>, sqlx::Error> {
     let row: Option<SessionRow> = db_dispatch!(db, pool => sqlx::query_as(
         "SELECT s.id, s.csrf_secret, s.created_at, s.last_seen_at, s.expires_at, \
              u.id AS user_id, u.username, u.display_name \
-         FROM sessions s LEFT JOIN users u ON u.id = s.user_id \
-         WHERE s.token_hash = $1 AND s.expires_at > $2",
+         FROM sessions s JOIN users u ON u.id = s.user_id \
+         WHERE s.token_hash = $1 AND s.expires_at > $2 AND s.last_seen_at > $3",
     )
     .bind(token_hash(token))
     .bind(now)
+    .bind(now - idle)
     .fetch_optional(pool)
     .await)?;
     let Some(row) = row else {
@@ -128,6 +136,18 @@ pub async fn load(db: &Db, token: &str, now: Timestamp) -> Result<Option<Session
         created_at: row.created_at,
         expires_at: row.expires_at,
     }))
+}
+
+/// Gives a session a new cookie token (the old one stops working at once); returns the new token.
+pub async fn rotate_token(db: &Db, id: Uuid) -> anyhow::Result<String> {
+    let token = new_token()?;
+    db_dispatch!(db, pool => sqlx::query("UPDATE sessions SET token_hash = $1 WHERE id = $2")
+        .bind(token_hash(&token))
+        .bind(id)
+        .execute(pool)
+        .await
+        .map(|_| ()))?;
+    Ok(token)
 }
 
 /// Ends one session.
@@ -170,24 +190,30 @@ pub async fn list_for_user(
     db: &Db,
     user_id: Uuid,
     now: Timestamp,
+    idle: Duration,
 ) -> Result<Vec<SessionInfo>, sqlx::Error> {
     db_dispatch!(db, pool => sqlx::query_as(
         "SELECT id, created_at, last_seen_at, user_agent FROM sessions \
-         WHERE user_id = $1 AND expires_at > $2 ORDER BY last_seen_at DESC, created_at DESC",
+         WHERE user_id = $1 AND expires_at > $2 AND last_seen_at > $3 \
+         ORDER BY last_seen_at DESC, created_at DESC",
     )
     .bind(user_id)
     .bind(now)
+    .bind(now - idle)
     .fetch_all(pool)
     .await)
 }
 
-/// Deletes sessions (and pre-sessions) whose lifetime is over.
-pub async fn purge_expired(db: &Db, now: Timestamp) -> Result<u64, sqlx::Error> {
-    db_dispatch!(db, pool => sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
-        .bind(now)
-        .execute(pool)
-        .await
-        .map(|r| r.rows_affected()))
+/// Deletes sessions whose lifetime is over or that were idle for longer than `idle`.
+pub async fn purge_expired(db: &Db, now: Timestamp, idle: Duration) -> Result<u64, sqlx::Error> {
+    db_dispatch!(db, pool => sqlx::query(
+        "DELETE FROM sessions WHERE expires_at <= $1 OR last_seen_at <= $2",
+    )
+    .bind(now)
+    .bind(now - idle)
+    .execute(pool)
+    .await
+    .map(|r| r.rows_affected()))
 }
 
 #[cfg(test)]

@@ -140,7 +140,61 @@ async fn csrf_failures_are_counted(backend: Backend) {
     );
 }
 
+async fn a_multipart_token_must_come_before_the_big_parts(backend: Backend) {
+    use reqwest::multipart::{Form, Part};
+    let app = TestApp::spawn(backend).await;
+    let alice = app.signed_in("alice").await;
+    let padding = vec![b'x'; 100 * 1024];
+    let post = |form: Form| {
+        alice
+            .client
+            .post(alice.url("/companions/new"))
+            .header(header::ACCEPT, "application/json")
+            .header(header::ORIGIN, app.url("").trim_end_matches('/'))
+            .multipart(form)
+            .send()
+    };
+
+    // 100 KiB before the token: the middleware reads at most 64 KiB to find it, then refuses.
+    let token = alice.csrf_token("/companions/new").await;
+    let late = Form::new()
+        .part("notes", Part::bytes(padding.clone()))
+        .text("csrf_token", token.clone());
+    let response = post(late).await.unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "csrf_failed");
+
+    // The same form with the token first reaches the handler (which judges the rest).
+    let early = Form::new()
+        .text("csrf_token", token)
+        .part("notes", Part::bytes(padding));
+    // (it refuses a 100 KiB text field as too long: 413 with its own code, not a CSRF failure).
+    let response = post(early).await.unwrap();
+    assert_ne!(response.status(), StatusCode::FORBIDDEN);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_ne!(body["error"]["code"], "csrf_failed", "{body}");
+
+    // A foreign origin is refused from its headers, whatever the body.
+    let foreign = alice
+        .client
+        .post(alice.url("/companions/new"))
+        .header(header::ACCEPT, "application/json")
+        .header(header::ORIGIN, "https://evil.example")
+        .multipart(Form::new().part("portrait", Part::bytes(vec![0_u8; 4 * 1024 * 1024])))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(foreign.status(), StatusCode::FORBIDDEN);
+    assert!(
+        app.metrics()
+            .await
+            .contains(r#"csrf_failures_total{reason="foreign_origin"}"#)
+    );
+}
+
 on_both_backends!(
     forged_requests_are_refused_and_genuine_ones_accepted,
-    csrf_failures_are_counted
+    csrf_failures_are_counted,
+    a_multipart_token_must_come_before_the_big_parts,
 );

@@ -210,7 +210,7 @@ async fn a_login_form_without_a_live_session_is_refused_with_a_way_back(backend:
     let visitor = app.visitor();
     let html = visitor.page("/login").await;
     let token = csrf_token_in(&html);
-    visitor.set_session_cookie("expired-or-forged-session-token");
+    visitor.set_cookie("presession", "expired-or-forged-pre-session");
     let response = visitor
         .post_form(
             "/login",

@@ -4,7 +4,7 @@ use reqwest::StatusCode;
 use reqwest::header;
 
 use crate::on_both_backends;
-use crate::support::visitor::{PASSWORD, csrf_token_in};
+use crate::support::visitor::PASSWORD;
 use crate::support::{Backend, TestApp};
 
 async fn registering_signs_the_user_in(backend: Backend) {
@@ -172,27 +172,7 @@ async fn registrations_per_network_are_limited(backend: Backend) {
     .await;
     let register_from = |ip: &'static str, n: usize| {
         let visitor = app.visitor();
-        async move {
-            let html = visitor.page("/register").await;
-            let token = csrf_token_in(&html);
-            let name = format!("user{n}");
-            let email = format!("user{n}@example.com");
-            visitor
-                .client
-                .post(visitor.url("/register"))
-                .header("x-forwarded-for", ip)
-                .form(&[
-                    ("csrf_token", token.as_str()),
-                    ("name", name.as_str()),
-                    ("email", email.as_str()),
-                    ("username", name.as_str()),
-                    ("password", PASSWORD),
-                    ("password_confirm", PASSWORD),
-                ])
-                .send()
-                .await
-                .unwrap()
-        }
+        async move { visitor.register_forwarded(ip, &format!("user{n}")).await }
     };
     assert_eq!(register_from("198.51.100.1", 1).await.status(), 303);
     assert_eq!(register_from("198.51.100.1", 2).await.status(), 303);

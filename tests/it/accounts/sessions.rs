@@ -16,10 +16,17 @@ async fn signing_in_replaces_the_session_and_its_csrf_secret(backend: Backend) {
     app.signed_in("alice").await;
     let visitor = app.visitor();
     let anonymous_token = visitor.csrf_token("/login").await;
-    let before = visitor.session_cookie().expect("a pre-session cookie");
+    let before = visitor.cookie("presession").expect("a pre-session cookie");
+    assert!(
+        visitor.session_cookie().is_none(),
+        "no session before sign-in"
+    );
     assert_eq!(visitor.login("alice", PASSWORD).await.status(), 303);
-    let after = visitor.session_cookie().expect("a session cookie");
-    assert_ne!(before, after, "a new session id at sign-in");
+    assert!(visitor.session_cookie().is_some(), "a session cookie");
+    assert!(
+        visitor.cookie("presession").is_none(),
+        "the pre-session is cleared"
+    );
 
     // The old token from before sign-in is worthless now.
     let response = visitor
@@ -33,6 +40,7 @@ async fn signing_in_replaces_the_session_and_its_csrf_secret(backend: Backend) {
 
     // A fixated (pre-sign-in) cookie does not lead into the account.
     let attacker = app.visitor();
+    attacker.set_cookie("presession", &before);
     attacker.set_session_cookie(&before);
     let response = attacker.get("/settings").await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
@@ -168,9 +176,13 @@ async fn expired_sessions_are_refused_and_purged(backend: Backend) {
         visitor.get("/settings").await.status(),
         StatusCode::SEE_OTHER
     );
-    let purged = sessions::purge_expired(&app.db, Timestamp::now())
-        .await
-        .unwrap();
+    let purged = sessions::purge_expired(
+        &app.db,
+        Timestamp::now(),
+        std::time::Duration::from_secs(7 * 86_400),
+    )
+    .await
+    .unwrap();
     assert!(purged >= 1);
     let left: i64 =
         db_dispatch!(&app.db, pool => sqlx::query_scalar("SELECT COUNT(*) FROM sessions")
@@ -178,6 +190,105 @@ async fn expired_sessions_are_refused_and_purged(backend: Backend) {
         .await)
         .unwrap();
     assert_eq!(left, 0);
+}
+
+async fn an_idle_session_ends_before_its_lifetime(backend: Backend) {
+    let app = TestApp::spawn_with(backend, &[("SESSION_IDLE_MINUTES", "60")]).await;
+    let visitor = app.signed_in("alice").await;
+    let active = app.signed_in("bob").await;
+    let set_last_seen = |minutes_ago: u64, username: &'static str| {
+        let db = app.db.clone();
+        async move {
+            let at = Timestamp::now() - std::time::Duration::from_secs(minutes_ago * 60);
+            db_dispatch!(&db, pool => sqlx::query(
+                "UPDATE sessions SET last_seen_at = $1 \
+                 WHERE user_id = (SELECT id FROM users WHERE username = $2)",
+            )
+            .bind(at)
+            .bind(username)
+            .execute(pool)
+            .await
+            .map(|_| ()))
+            .unwrap();
+        }
+    };
+    set_last_seen(59, "bob").await;
+    assert_eq!(
+        active.get("/settings").await.status(),
+        StatusCode::OK,
+        "59 idle minutes are within the hour"
+    );
+    set_last_seen(61, "alice").await;
+    assert_eq!(
+        visitor.get("/settings").await.status(),
+        StatusCode::SEE_OTHER,
+        "61 idle minutes end the session although its lifetime has days left"
+    );
+    let purged = sessions::purge_expired(
+        &app.db,
+        Timestamp::now(),
+        std::time::Duration::from_secs(3600),
+    )
+    .await
+    .unwrap();
+    assert_eq!(purged, 1, "only the idle session is purged");
+}
+
+async fn anonymous_visits_store_nothing_until_a_form_is_posted(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let count = || async {
+        db_dispatch!(&app.db, pool => sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM sessions")
+            .fetch_one(pool)
+            .await)
+        .unwrap()
+    };
+    for _ in 0..20 {
+        assert_eq!(app.visitor().get("/login").await.status(), StatusCode::OK);
+        assert_eq!(
+            app.visitor().get("/register").await.status(),
+            StatusCode::OK
+        );
+    }
+    assert_eq!(count().await, 0, "looking at a form writes no row");
+
+    // The signed pre-session cookie is what makes the form's token valid; a forged one is not accepted.
+    let visitor = app.visitor();
+    let token = visitor.csrf_token("/register").await;
+    let cookie = visitor.cookie("presession").expect("a pre-session cookie");
+    let mut forged = cookie.clone().into_bytes();
+    let middle = forged.len() / 2;
+    forged[middle] = if forged[middle] == b'A' { b'B' } else { b'A' };
+    let forger = app.visitor();
+    forger.set_cookie("presession", std::str::from_utf8(&forged).unwrap());
+    let refused = forger
+        .post_form(
+            "/register",
+            &token,
+            &[
+                ("name", "Mallory"),
+                ("email", "mallory@example.com"),
+                ("username", "mallory"),
+                ("password", PASSWORD),
+                ("password_confirm", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let accepted = visitor
+        .post_form(
+            "/register",
+            &token,
+            &[
+                ("name", "Alice"),
+                ("email", "alice@example.com"),
+                ("username", "alice"),
+                ("password", PASSWORD),
+                ("password_confirm", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(accepted.status(), StatusCode::SEE_OTHER);
+    assert_eq!(count().await, 1, "one row, for the account's session");
 }
 
 async fn sessions_last_as_configured(backend: Backend) {
@@ -205,4 +316,6 @@ on_both_backends!(
     anonymous_visitors_are_sent_to_sign_in_and_apis_get_401,
     expired_sessions_are_refused_and_purged,
     sessions_last_as_configured,
+    an_idle_session_ends_before_its_lifetime,
+    anonymous_visits_store_nothing_until_a_form_is_posted,
 );

@@ -94,6 +94,7 @@ async fn changing_the_password_needs_the_current_one_and_ends_other_sessions(bac
             .contains("one of the most common passwords")
     );
 
+    let token_before = laptop.session_cookie().expect("signed in");
     let changed = laptop
         .submit(
             "/settings",
@@ -111,6 +112,15 @@ async fn changing_the_password_needs_the_current_one_and_ends_other_sessions(bac
         StatusCode::OK,
         "this session stays"
     );
+    // …under a new token: a copy of the old cookie (stolen before the change) no longer works.
+    let token_after = laptop.session_cookie().expect("still signed in");
+    assert_ne!(
+        token_before, token_after,
+        "the current session's token is rotated"
+    );
+    let thief = app.visitor();
+    thief.set_session_cookie(&token_before);
+    assert_eq!(thief.get("/settings").await.status(), StatusCode::SEE_OTHER);
     assert_eq!(
         phone.get("/settings").await.status(),
         StatusCode::SEE_OTHER,
@@ -270,6 +280,7 @@ async fn the_rate_limiter_fails_closed_and_purges_ended_windows(backend: Backend
             }),
             ..app_limits()
         },
+        std::sync::Arc::new(companion_hub::web::keys::ServerKeys::new(app.db.clone())),
     );
     limiter.hit(Action::Chat, "user-1").await.unwrap();
     let purged = limiter

@@ -54,7 +54,7 @@ async fn another_user_finds_nothing_on_any_route(backend: Backend) {
         .post_multipart(
             &format!("/companions/{id}/edit"),
             "/settings",
-            Form::new().text("name", "Stolen").text("age", "30"),
+            |form: Form| form.text("name", "Stolen").text("age", "30"),
         )
         .await;
     assert_eq!(edit.status(), StatusCode::NOT_FOUND, "POST edit");

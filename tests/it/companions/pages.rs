@@ -11,13 +11,16 @@ use crate::on_both_backends;
 use crate::support::html_form;
 use crate::support::{Backend, TestApp};
 
-fn multipart_of(fields: &[(String, String)]) -> Form {
-    fields
-        .iter()
-        .filter(|(name, _)| name != "csrf_token")
-        .fold(Form::new(), |form, (name, value)| {
-            form.text(name.clone(), value.clone())
-        })
+/// The form's fields (but its token, which `post_multipart` sends first) as multipart parts.
+fn multipart_of(fields: &[(String, String)]) -> impl FnOnce(Form) -> Form + '_ {
+    move |form| {
+        fields
+            .iter()
+            .filter(|(name, _)| name != "csrf_token")
+            .fold(form, |form, (name, value)| {
+                form.text(name.clone(), value.clone())
+            })
+    }
 }
 
 async fn the_list_invites_a_first_companion(backend: Backend) {

@@ -247,21 +247,23 @@ async fn a_portrait_can_come_with_the_wizard_form(backend: Backend) {
     let alice = app.signed_in("alice").await;
     let html = alice.page("/companions/new").await;
     let fields = crate::support::html_form::fields(&html, "companion-form");
-    let form = fields
-        .iter()
-        .filter(|(name, _)| name != "csrf_token")
-        .fold(Form::new(), |form, (name, value)| {
-            let value = if name == "name" {
-                "Pia".to_owned()
-            } else {
-                value.clone()
-            };
-            form.text(name.clone(), value)
-        })
-        .part(
-            "portrait",
-            Part::bytes(encoded(ImageFormat::Jpeg, 640, 480)).file_name("me.jpg"),
-        );
+    let form = |form: Form| {
+        fields
+            .iter()
+            .filter(|(name, _)| name != "csrf_token")
+            .fold(form, |form, (name, value)| {
+                let value = if name == "name" {
+                    "Pia".to_owned()
+                } else {
+                    value.clone()
+                };
+                form.text(name.clone(), value)
+            })
+            .part(
+                "portrait",
+                Part::bytes(encoded(ImageFormat::Jpeg, 640, 480)).file_name("me.jpg"),
+            )
+    };
     let response = alice
         .post_multipart("/companions/new", "/companions/new", form)
         .await;

@@ -76,13 +76,18 @@ async fn a_lost_database_makes_the_instance_unready_and_unhealthy(backend: Backe
     let (status, body) = app.get_json("/api/ready").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body["status"], "not_ready");
-    assert!(body["reason"].as_str().unwrap().contains("database"));
+    assert_eq!(body["check"], "database");
+    assert_eq!(body["reason"], "database_unreachable");
+    assert_eq!(body["message"], "The database is unreachable.");
 
     let (status, body) = app.get_json("/api/health").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body["status"], "degraded");
     assert_eq!(body["checks"]["database"]["status"], "unhealthy");
-    assert!(body["checks"]["database"]["error"].is_string());
+    assert_eq!(body["checks"]["database"]["error"], "failed");
+    // The driver's own words ("pool closed", hosts, users) stay in the log.
+    let text = body.to_string().to_lowercase();
+    assert!(!text.contains("pool") && !text.contains("closed"), "{body}");
 }
 
 async fn a_configured_model_is_probed_with_its_key_and_cached(backend: Backend) {
@@ -122,7 +127,11 @@ async fn a_failing_model_degrades_health_but_not_readiness(backend: Backend) {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body["status"], "degraded");
     assert_eq!(body["checks"]["llm"]["status"], "unhealthy");
-    assert_eq!(body["checks"]["llm"]["error"], "answered HTTP 500");
+    assert_eq!(body["checks"]["llm"]["error"], "failed");
+    assert!(
+        !body.to_string().contains("500"),
+        "no upstream detail: {body}"
+    );
     assert_eq!(app.get("/api/ready").await.status(), StatusCode::OK);
 }
 
@@ -139,9 +148,10 @@ async fn an_unreachable_image_backend_is_reported(backend: Backend) {
     let image = &body["checks"]["image_backend"];
     assert_eq!(image["status"], "unhealthy");
     assert_eq!(image["kind"], "sdapi");
+    assert_eq!(image["error"], "failed");
     assert!(
-        image["error"].as_str().unwrap().contains("refused"),
-        "{image}"
+        !body.to_string().contains("refused") && !body.to_string().contains(&port.to_string()),
+        "connection details stay in the log: {body}"
     );
 }
 

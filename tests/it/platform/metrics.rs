@@ -1,4 +1,4 @@
-//! `/metrics`: Prometheus text, bounded labels, optional bearer token.
+//! `/metrics`: Prometheus text, bounded labels, optional bearer token, optional listener of its own.
 
 use reqwest::StatusCode;
 use reqwest::header;
@@ -104,7 +104,39 @@ async fn a_metrics_token_is_required_when_configured(backend: Backend) {
     assert!(right.text().await.unwrap().contains("http_requests_total"));
 }
 
+async fn a_separate_metrics_listener_takes_metrics_off_the_public_one(backend: Backend) {
+    let app = TestApp::spawn_with(backend, &[("METRICS_LISTEN_ADDR", "127.0.0.1:0")]).await;
+    let metrics_address = app.metrics_address.expect("a metrics listener was bound");
+    assert_ne!(metrics_address, app.address);
+
+    app.get("/api/live").await;
+    assert_eq!(app.get("/metrics").await.status(), StatusCode::NOT_FOUND);
+    let private = app
+        .client
+        .get(format!("http://{metrics_address}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(private.status(), StatusCode::OK);
+    assert!(
+        private
+            .text()
+            .await
+            .unwrap()
+            .contains(r#"route="/api/live""#)
+    );
+    // Only metrics live there: the application is not reachable through the private port.
+    let other = app
+        .client
+        .get(format!("http://{metrics_address}/api/live"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), StatusCode::NOT_FOUND);
+}
+
 on_both_backends!(
+    a_separate_metrics_listener_takes_metrics_off_the_public_one,
     requests_are_counted_by_route_template_not_raw_path,
     latency_is_a_histogram_and_build_info_is_exposed,
     a_metrics_token_is_required_when_configured,

@@ -146,6 +146,8 @@ pub fn test_config(dir: &Path, database_url: &str, extra: &[(&str, &str)]) -> Co
 /// The real application, serving on 127.0.0.1 on a free port, with its own database.
 pub struct TestApp {
     pub address: SocketAddr,
+    /// The separate metrics listener, when `METRICS_LISTEN_ADDR` was set.
+    pub metrics_address: Option<SocketAddr>,
     pub client: reqwest::Client,
     pub db: Db,
     pub database: TestDatabase,
@@ -185,6 +187,7 @@ impl TestApp {
     pub async fn serve(dir: TempDir, database: TestDatabase, config: Config) -> Self {
         let app = App::build(config).await.expect("app builds");
         let db = app.db().clone();
+        let metrics_address = app.metrics_address();
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
         let address = listener.local_addr().expect("local addr");
         let (tx, rx) = oneshot::channel::<()>();
@@ -194,6 +197,7 @@ impl TestApp {
         // The listener is bound before serve() starts, so requests queue until it accepts: no waiting.
         Self {
             address,
+            metrics_address,
             client: client(),
             db,
             database,
@@ -254,9 +258,17 @@ impl TestApp {
         (status, body)
     }
 
+    /// The Prometheus text, from the metrics listener when the app has one of its own.
     pub async fn metrics(&self) -> String {
-        self.get("/metrics")
+        let url = match self.metrics_address {
+            Some(address) => format!("http://{address}/metrics"),
+            None => self.url("/metrics"),
+        };
+        self.client
+            .get(url)
+            .send()
             .await
+            .expect("request reaches the metrics listener")
             .text()
             .await
             .expect("metrics text")

@@ -128,6 +128,31 @@ impl Visitor {
         .await
     }
 
+    /// Registers `username` (email `username@example.com`) through a proxy that says the client is
+    /// `forwarded_for` (the `X-Forwarded-For` header as the proxy sends it).
+    pub async fn register_forwarded(
+        &self,
+        forwarded_for: &str,
+        username: &str,
+    ) -> reqwest::Response {
+        let token = self.csrf_token("/register").await;
+        let email = format!("{username}@example.com");
+        self.client
+            .post(self.url("/register"))
+            .header("x-forwarded-for", forwarded_for)
+            .form(&[
+                ("csrf_token", token.as_str()),
+                ("name", username),
+                ("email", email.as_str()),
+                ("username", username),
+                ("password", PASSWORD),
+                ("password_confirm", PASSWORD),
+            ])
+            .send()
+            .await
+            .expect("POST /register")
+    }
+
     pub async fn login(&self, identifier: &str, password: &str) -> reqwest::Response {
         self.submit(
             "/login",
@@ -206,15 +231,16 @@ impl Visitor {
         )
     }
 
-    /// Posts a multipart form with this session's token in the `csrf_token` field (as a browser does).
+    /// Posts a multipart form with this session's token as its first part, as our pages' forms send it
+    /// (the CSRF check reads at most the first 64 KiB to find it); `parts` adds the rest.
     pub async fn post_multipart(
         &self,
         path: &str,
         token_page: &str,
-        form: reqwest::multipart::Form,
+        parts: impl FnOnce(reqwest::multipart::Form) -> reqwest::multipart::Form,
     ) -> reqwest::Response {
         let token = self.csrf_token(token_page).await;
-        let form = form.text("csrf_token", token);
+        let form = parts(reqwest::multipart::Form::new().text("csrf_token", token));
         self.client
             .post(self.url(path))
             .header(header::ORIGIN, self.base.trim_end_matches('/'))
@@ -226,22 +252,33 @@ impl Visitor {
 
     /// The session cookie's value, if the jar holds one.
     pub fn session_cookie(&self) -> Option<String> {
+        self.cookie("session")
+    }
+
+    /// The value of the cookie `name`, if the jar holds one.
+    pub fn cookie(&self, name: &str) -> Option<String> {
         let url = reqwest::Url::parse(&self.base).expect("base URL");
         let cookies = self.jar.cookies(&url)?;
+        let prefix = format!("{name}=");
         cookies
             .to_str()
             .ok()?
             .split(';')
             .map(str::trim)
-            .find_map(|pair| pair.strip_prefix("session="))
+            .find_map(|pair| pair.strip_prefix(prefix.as_str()))
             .map(str::to_owned)
     }
 
     /// Replaces the jar's session cookie (to replay an old one).
     pub fn set_session_cookie(&self, value: &str) {
+        self.set_cookie("session", value);
+    }
+
+    /// Sets the cookie `name` in the jar (to replay or forge one).
+    pub fn set_cookie(&self, name: &str, value: &str) {
         let url = reqwest::Url::parse(&self.base).expect("base URL");
         self.jar
-            .add_cookie_str(&format!("session={value}; Path=/"), &url);
+            .add_cookie_str(&format!("{name}={value}; Path=/"), &url);
     }
 }
 
