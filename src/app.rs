@@ -32,6 +32,7 @@ use crate::images::generate::Imaging;
 use crate::media::{self, MediaStorage};
 use crate::ops::health::{Check, DatabaseProbe, HealthChecks, InProcessProbe, UPSTREAM_CACHE_TTL};
 use crate::ops::jobs::JobLeases;
+use crate::ops::metrics::AppCounters;
 use crate::providers::images::ImageClient;
 use crate::providers::llm::LlmClient;
 use crate::state::AppState;
@@ -70,6 +71,7 @@ pub struct App {
     http: reqwest::Client,
     media: MediaStorage,
     keys: Arc<ServerKeys>,
+    counters: Arc<AppCounters>,
     /// Bound at build time when `METRICS_LISTEN_ADDR` is set: `/metrics` is served there and nowhere else.
     metrics_listener: Option<TcpListener>,
 }
@@ -113,6 +115,7 @@ impl App {
         };
         Ok(Self {
             metrics_listener,
+            counters: Arc::default(),
             config: Arc::new(config),
             keys: Arc::new(ServerKeys::new(db.clone())),
             db,
@@ -125,6 +128,11 @@ impl App {
     /// The database this app uses.
     pub fn db(&self) -> &Db {
         &self.db
+    }
+
+    /// This app's own counters (unlike the process-wide metrics recorder).
+    pub fn counters(&self) -> Arc<AppCounters> {
+        self.counters.clone()
     }
 
     /// Where `/metrics` is served when `METRICS_LISTEN_ADDR` is set (the bound port when it asked for 0).
@@ -283,6 +291,7 @@ impl App {
             config: self.config.clone(),
             db: self.db.clone(),
             metrics: self.metrics.clone(),
+            counters: self.counters.clone(),
             health: Arc::new(health),
             http: self.http.clone(),
             allowed_origins: Arc::new(config.allowed_origins(bound)),

@@ -13,6 +13,7 @@ use crate::engine::{LocalEngine, StreamHub};
 use crate::images::generate::Imaging;
 use crate::media::MediaStorage;
 use crate::ops::health::HealthChecks;
+use crate::ops::metrics::AppCounters;
 use crate::web::RateLimiter;
 use crate::web::keys::ServerKeys;
 
@@ -25,6 +26,8 @@ pub struct AppState {
     pub db: Db,
     /// Renders the Prometheus metrics.
     pub metrics: PrometheusHandle,
+    /// This app's own counters (tests read them per app).
+    pub counters: Arc<AppCounters>,
     /// The dependency checks behind `/api/health`.
     pub health: Arc<HealthChecks>,
     /// The shared client for outbound HTTP calls.

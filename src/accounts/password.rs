@@ -3,13 +3,14 @@
 //! Policy: a login for an unknown account still runs one verification, against a dummy hash, so the
 //! answer takes the same time and says the same thing whether or not the account exists.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use argon2::password_hash::SaltString;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
 
 use crate::error::AppError;
+use crate::ops::metrics::AppCounters;
 
 static DUMMY_HASH: OnceLock<String> = OnceLock::new();
 
@@ -21,7 +22,6 @@ fn hash_blocking(password: &str) -> Result<String, argon2::password_hash::Error>
 }
 
 fn verify_blocking(password: &str, hash: &str) -> bool {
-    metrics::counter!("password_verifications_total").increment(1);
     PasswordHash::new(hash).is_ok_and(|parsed| {
         Argon2::default()
             .verify_password(password.as_bytes(), &parsed)
@@ -37,15 +37,23 @@ pub async fn hash(password: String) -> Result<String, AppError> {
         .map_err(|err| AppError::Internal(anyhow::anyhow!("password hashing failed: {err}")))
 }
 
-/// Checks `password` against `hash`, or against the dummy hash when there is no account.
-pub async fn verify(password: String, hash: Option<String>) -> Result<bool, AppError> {
+/// Checks `password` against `hash`, or against the dummy hash when there is no account; counted in
+/// `counters` once the verification has run.
+pub async fn verify(
+    counters: &Arc<AppCounters>,
+    password: String,
+    hash: Option<String>,
+) -> Result<bool, AppError> {
     let known = hash.is_some();
+    let counters = counters.clone();
     let outcome = tokio::task::spawn_blocking(move || {
         let hash = match hash {
             Some(hash) => hash,
             None => dummy_hash()?.to_owned(),
         };
-        Ok::<_, argon2::password_hash::Error>(verify_blocking(&password, &hash))
+        let matches = verify_blocking(&password, &hash);
+        counters.record_password_verification();
+        Ok::<_, argon2::password_hash::Error>(matches)
     })
     .await
     .map_err(|err| AppError::Internal(anyhow::anyhow!("password check task failed: {err}")))?
@@ -75,6 +83,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_hash_verifies_its_password_only() {
+        let counters = Arc::new(AppCounters::default());
         let hash = hash("Tulip-Garden-42".into())
             .await
             .expect("test setup is valid");
@@ -83,26 +92,34 @@ mod tests {
             "{hash}"
         );
         assert!(
-            verify("Tulip-Garden-42".into(), Some(hash.clone()))
+            verify(&counters, "Tulip-Garden-42".into(), Some(hash.clone()))
                 .await
                 .expect("test setup is valid")
         );
         assert!(
-            !verify("tulip-garden-42".into(), Some(hash))
+            !verify(&counters, "tulip-garden-42".into(), Some(hash))
                 .await
                 .expect("test setup is valid")
         );
+        assert_eq!(counters.password_verifications(), 2);
     }
 
     #[tokio::test]
-    async fn unknown_accounts_never_verify() {
+    async fn unknown_accounts_never_verify_but_cost_the_same_verification() {
+        let counters = Arc::new(AppCounters::default());
         assert!(
             !verify(
+                &counters,
                 "not a real password: nothing verifies against this".into(),
                 None
             )
             .await
             .expect("test setup is valid")
+        );
+        assert_eq!(
+            counters.password_verifications(),
+            1,
+            "Argon2 ran against the dummy hash"
         );
     }
 }

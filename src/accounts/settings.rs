@@ -186,7 +186,7 @@ async fn submit_password(
         errors.add("current_password", "Your current password is not right.");
     } else {
         let stored = store::password_hash(&state.db, current.user.id).await?;
-        if !password::verify(form.current_password.clone(), stored).await? {
+        if !password::verify(&state.counters, form.current_password.clone(), stored).await? {
             errors.add("current_password", "Your current password is not right.");
         }
     }
@@ -331,7 +331,7 @@ async fn submit_delete_account(
         .await?;
     let stored = store::password_hash(&state.db, current.user.id).await?;
     let confirmed = form.password.chars().count() <= password_policy::MAX_LENGTH
-        && password::verify(form.password, stored).await?;
+        && password::verify(&state.counters, form.password, stored).await?;
     if !confirmed {
         let mut errors = FormErrors::new();
         errors.add(

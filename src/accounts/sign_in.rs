@@ -72,6 +72,7 @@ pub async fn attempt(
     };
     // Always one verification, against a dummy hash when there is no account: the same time either way.
     let password_ok = password::verify(
+        &state.counters,
         password,
         credentials.as_ref().map(|c| c.password_hash.clone()),
     )

@@ -143,3 +143,25 @@ pub async fn get_metrics(
     )
         .into_response())
 }
+
+/// Counters of one application (not of the process, like the recorder): what tests need to see per app
+/// even when many apps share a process, beside the process-wide metric of the same name.
+#[derive(Debug, Default)]
+pub struct AppCounters {
+    password_verifications: std::sync::atomic::AtomicU64,
+}
+
+impl AppCounters {
+    /// An Argon2 verification ran (also counts `password_verifications_total`).
+    pub fn record_password_verification(&self) {
+        self.password_verifications
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        metrics::counter!("password_verifications_total").increment(1);
+    }
+
+    /// Argon2 verifications this app ran.
+    pub fn password_verifications(&self) -> u64 {
+        self.password_verifications
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+}

@@ -30,22 +30,92 @@ async fn the_start_page_sends_visitors_to_sign_in_within_the_layout(backend: Bac
     assert!(html.contains(r#"id="theme-toggle""#));
 }
 
+/// What the strict CSP would block on `path`'s HTML: inline scripts, styles, handlers, `javascript:` URLs.
+fn inline_code_in(path: &str, html: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for (index, _) in html.match_indices("<script") {
+        let tag_end = html[index..]
+            .find('>')
+            .map_or(html.len(), |end| end + index);
+        if !html[index..tag_end].contains("src=") {
+            found.push(format!("{path}: inline script {}", &html[index..tag_end]));
+        }
+    }
+    if html.contains("<style") {
+        found.push(format!("{path}: <style>"));
+    }
+    if html.contains(" style=") {
+        found.push(format!("{path}: a style attribute"));
+    }
+    if html.to_ascii_lowercase().contains("javascript:") {
+        found.push(format!("{path}: a javascript: URL"));
+    }
+    // Event-handler attributes: ` on<letters>=` inside a tag.
+    for (index, _) in html.match_indices(" on") {
+        let rest = &html[index + 3..];
+        let name_len = rest.chars().take_while(char::is_ascii_alphabetic).count();
+        let inside_tag = html[..index].rfind('<') > html[..index].rfind('>');
+        if name_len > 0 && rest[name_len..].starts_with('=') && inside_tag {
+            found.push(format!("{path}: handler on{}", &rest[..name_len]));
+        }
+    }
+    found
+}
+
 async fn pages_contain_no_inline_scripts_or_styles(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    use crate::images::{send_with_picture, setup};
+    use crate::support::fake_images::FakeImages;
+    use crate::support::sse::read_all;
+
+    // Every page there is, with something on it: a companion, a conversation with a picture, a gallery.
+    let images = FakeImages::start().await;
+    let (app, _llm, alice, companion) = setup(backend, images.sdapi_env(), &[]).await;
+    let (status, started) = send_with_picture(&alice, &companion, "Show me where you are").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{started}");
+    read_all(&alice, started["stream_url"].as_str().unwrap()).await;
+
+    let mut found = Vec::new();
+    // (`/` redirects a signed-in visitor to /companions.)
+    let signed_in = [
+        "/companions".to_owned(),
+        "/companions/new".to_owned(),
+        format!("/companions/{companion}/edit"),
+        format!("/companions/{companion}/chat"),
+        "/gallery".to_owned(),
+        format!("/gallery/{companion}"),
+        "/generate".to_owned(),
+        "/settings".to_owned(),
+        "/no-such-page".to_owned(),
+    ];
+    for path in &signed_in {
+        let response = alice.get(path).await;
+        assert!(
+            response.status().is_success() || response.status() == StatusCode::NOT_FOUND,
+            "{path}: {}",
+            response.status()
+        );
+        let html = response.text().await.unwrap();
+        assert!(html.contains("</html>"), "{path} is a page");
+        found.extend(inline_code_in(path, &html));
+    }
     for path in ["/login", "/register", "/no-such-page"] {
         let html = app.get(path).await.text().await.unwrap();
-        for (index, _) in html.match_indices("<script") {
-            let tag_end = html[index..].find('>').unwrap() + index;
-            assert!(
-                html[index..tag_end].contains("src="),
-                "inline script on {path}: {}",
-                &html[index..tag_end]
-            );
-        }
-        assert!(!html.contains("<style"), "inline <style> on {path}");
-        assert!(!html.contains(" style=\""), "style attribute on {path}");
-        assert!(!html.contains(" onclick="), "inline handler on {path}");
+        found.extend(inline_code_in(path, &html));
     }
+    let forbidden = app
+        .client
+        .post(app.url("/logout"))
+        .header(header::ACCEPT, "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forbidden.status(), StatusCode::FORBIDDEN);
+    found.extend(inline_code_in("403 page", &forbidden.text().await.unwrap()));
+    assert!(found.is_empty(), "{found:#?}");
+    assert!(
+        !inline_code_in("sample", r#"<p><a href="/" onclick="x()">"#).is_empty(),
+        "the scan finds what it looks for"
+    );
 }
 
 async fn unknown_routes_answer_404_as_html_or_json_with_the_reference(backend: Backend) {

@@ -143,6 +143,8 @@ pub struct TestApp {
     pub address: SocketAddr,
     /// The separate metrics listener, when `METRICS_LISTEN_ADDR` was set.
     pub metrics_address: Option<SocketAddr>,
+    /// This app's own counters, untouched by other apps in the process.
+    pub counters: std::sync::Arc<companion_hub::ops::metrics::AppCounters>,
     pub client: reqwest::Client,
     pub db: Db,
     pub database: TestDatabase,
@@ -183,6 +185,7 @@ impl TestApp {
         let app = App::build(config).await.expect("app builds");
         let db = app.db().clone();
         let metrics_address = app.metrics_address();
+        let counters = app.counters();
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
         let address = listener.local_addr().expect("local addr");
         let (tx, rx) = oneshot::channel::<()>();
@@ -193,6 +196,7 @@ impl TestApp {
         Self {
             address,
             metrics_address,
+            counters,
             client: client(),
             db,
             database,
