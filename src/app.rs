@@ -39,7 +39,7 @@ use crate::state::AppState;
 use crate::web::keys::ServerKeys;
 use crate::web::security_headers::{SecurityHeaders, add_security_headers};
 use crate::web::{RateLimiter, assets, csrf, error_pages, observe, session};
-use crate::{accounts, chat, companions, home, images, ops, providers};
+use crate::{accounts, chat, companions, export, home, images, ops, providers};
 
 pub use crate::web::limits::{MAX_FORM_BYTES, MAX_REQUEST_BYTES};
 /// How often unfinished chat runs nobody holds are looked for.
@@ -212,7 +212,7 @@ impl App {
                     move || {
                         let (db, media) = (db.clone(), media.clone());
                         async move {
-                            images::cleanup::sweep(&db, &media, grace, false).await?;
+                            media::cleanup::sweep(&db, &media, grace, false).await?;
                             Ok(())
                         }
                     }
@@ -323,6 +323,7 @@ pub fn router(state: AppState) -> Router {
         .merge(media::routes::router())
         .merge(chat::router())
         .merge(images::router())
+        .merge(export::router())
         .route_layer(from_fn_with_state(state.clone(), csrf::verify_csrf))
         .route_layer(from_fn_with_state(state.clone(), session::load_session));
     // Generating a picture waits for the image backend, which is bounded by IMAGE_TIMEOUT_SECS (and its

@@ -191,7 +191,7 @@ pub async fn cleanup_images_command(
     let grace = grace_minutes.map_or(config.cleanup.grace, |minutes| {
         std::time::Duration::from_secs(u64::from(minutes) * 60)
     });
-    let report = crate::images::cleanup::sweep(&db, &media, grace, dry_run).await;
+    let report = crate::media::cleanup::sweep(&db, &media, grace, dry_run).await;
     db.close().await;
     let report = report?;
     let verb = if dry_run { "would delete" } else { "deleted" };

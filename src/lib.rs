@@ -14,6 +14,7 @@ pub mod config;
 pub mod db;
 pub mod engine;
 pub mod error;
+pub mod export;
 pub mod home;
 pub mod images;
 pub mod media;

@@ -1,12 +1,12 @@
-//! The settings page: display name, password, sessions, data export, account deletion.
+//! The settings page: display name, password, sessions, account deletion (the zip export is the `export` module).
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::{Form, Json, Router};
-use serde::{Deserialize, Serialize};
+use axum::{Form, Router};
+use serde::Deserialize;
 use uuid::Uuid;
 
 use super::validation::DisplayName;
@@ -27,7 +27,6 @@ pub(super) fn router() -> Router<AppState> {
             "/settings/sessions/{id}/revoke",
             post(submit_revoke_session),
         )
-        .route("/settings/export", get(download_export))
         .route("/settings/delete", post(submit_delete_account))
 }
 
@@ -231,93 +230,6 @@ async fn submit_revoke_session(
         return Ok(([(header::SET_COOKIE, clear)], Redirect::to("/login")).into_response());
     }
     Ok(Redirect::to("/settings?saved=session").into_response())
-}
-
-/// The owner's copy of their data.
-#[derive(Serialize)]
-struct Export {
-    format: &'static str,
-    exported_at: Timestamp,
-    account: store::AccountRecord,
-    sessions: Vec<ExportedSession>,
-    companions: Vec<ExportedCompanion>,
-}
-
-#[derive(Serialize)]
-struct ExportedCompanion {
-    id: Uuid,
-    profile: crate::companions::profile::Profile,
-    live_state: crate::companions::profile::LiveState,
-    portrait_url: Option<String>,
-    created_at: Timestamp,
-    updated_at: Timestamp,
-}
-
-#[derive(Serialize)]
-struct ExportedSession {
-    id: Uuid,
-    created_at: Timestamp,
-    last_seen_at: Timestamp,
-    user_agent: Option<String>,
-}
-
-async fn download_export(
-    State(state): State<AppState>,
-    current: CurrentUser,
-) -> Result<Response, AppError> {
-    let now = Timestamp::now();
-    let account = store::account(&state.db, current.user.id)
-        .await?
-        .ok_or(AppError::NotFound)?;
-    let sessions = sessions::list_for_user(
-        &state.db,
-        current.user.id,
-        now,
-        state.config.auth.session_idle(),
-    )
-    .await?
-    .into_iter()
-    .map(|s| ExportedSession {
-        id: s.id,
-        created_at: s.created_at,
-        last_seen_at: s.last_seen_at,
-        user_agent: s.user_agent,
-    })
-    .collect();
-    let companions = crate::companions::store::list(&state.db, current.user.id, u32::MAX, 0)
-        .await?
-        .into_iter()
-        .map(|record| ExportedCompanion {
-            id: record.id,
-            portrait_url: record.portrait_image_id.map(|id| format!("/media/{id}")),
-            profile: record.profile.0,
-            live_state: record.live_state.0,
-            created_at: record.created_at,
-            updated_at: record.updated_at,
-        })
-        .collect();
-    let filename = format!(
-        "attachment; filename=\"companion-hub-{}-{}.json\"",
-        account.username,
-        now.into_inner().date()
-    );
-    let export = Export {
-        format: "companion-hub-export/1",
-        exported_at: now,
-        account,
-        sessions,
-        companions,
-    };
-    let mut response = Json(export).into_response();
-    if let Ok(value) = HeaderValue::from_str(&filename) {
-        response
-            .headers_mut()
-            .insert(header::CONTENT_DISPOSITION, value);
-    }
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
 }
 
 async fn submit_delete_account(

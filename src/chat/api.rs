@@ -402,7 +402,7 @@ async fn edit_message(
     let pictures =
         crate::media::store::keys_after_message(&state.db, companion, message.id).await?;
     store::rewrite_from(&state.db, companion, &message, &content).await?;
-    crate::images::cleanup::discard_unreferenced(&state.db, &state.media, pictures).await;
+    crate::media::cleanup::discard_unreferenced(&state.db, &state.media, pictures).await;
     let again = answer_again(
         &state,
         &correlation,
@@ -430,7 +430,7 @@ async fn delete_message(
     if !store::delete_message(&state.db, companion, id).await? {
         return Err(AppError::NotFound);
     }
-    crate::images::cleanup::discard_unreferenced(&state.db, &state.media, pictures).await;
+    crate::media::cleanup::discard_unreferenced(&state.db, &state.media, pictures).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

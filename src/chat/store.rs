@@ -767,3 +767,54 @@ pub async fn delete_message(db: &Db, companion: Uuid, id: Uuid) -> Result<bool, 
         .await
         .map(|r| r.rows_affected() == 1))
 }
+
+/// One message as the export writes it: the message, its picture, and for a reply the scene its run left.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ExportedMessage {
+    /// Id.
+    pub id: Uuid,
+    /// `user` or `assistant`.
+    pub role: String,
+    /// Plain text.
+    pub content: String,
+    /// The attached picture, if any.
+    pub image_id: Option<Uuid>,
+    /// Why the picture asked for with this reply could not be made.
+    pub image_error: Option<String>,
+    /// How a reply ended.
+    pub finish_reason: Option<String>,
+    /// The live state after this reply (from its run), if the analysis ran.
+    pub scene: Option<Json<serde_json::Value>>,
+    /// When it was written.
+    pub created_at: Timestamp,
+    /// When it was last edited.
+    pub edited_at: Option<Timestamp>,
+}
+
+/// The next `limit` messages of a conversation after `after` (`(created_at, id)`), oldest first, for the
+/// export (the companion was found owned by the caller).
+pub async fn export_page(
+    db: &Db,
+    companion: Uuid,
+    after: Option<(Timestamp, Uuid)>,
+    limit: u32,
+) -> Result<Vec<ExportedMessage>, sqlx::Error> {
+    let (after_time, after_id) = match after {
+        Some((time, id)) => (Some(time), id),
+        None => (None, Uuid::nil()),
+    };
+    db_dispatch!(db, pool => sqlx::query_as(
+        "SELECT m.id, m.role, m.content, m.image_id, m.image_error, m.finish_reason, \
+             (SELECT r.state_after FROM chat_runs r WHERE r.assistant_message_id = m.id \
+              ORDER BY r.created_at DESC LIMIT 1) AS scene, m.created_at, m.edited_at \
+         FROM messages m WHERE m.companion_id = $1 \
+           AND ($2 IS NULL OR m.created_at > $2 OR (m.created_at = $2 AND m.id > $3)) \
+         ORDER BY m.created_at, m.id LIMIT $4",
+    )
+    .bind(companion)
+    .bind(after_time)
+    .bind(after_id)
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await)
+}

@@ -132,7 +132,7 @@ pub async fn reset(state: &AppState, user: &SessionUser, id: Uuid) -> Result<(),
     stop_active_run(state, id).await?;
     let pictures = media::store::keys_of_conversation(&state.db, id).await?;
     store::delete_conversation(&state.db, id).await?;
-    crate::images::cleanup::discard_unreferenced(&state.db, &state.media, pictures).await;
+    crate::media::cleanup::discard_unreferenced(&state.db, &state.media, pictures).await;
     let initial = LiveState::initial(&record.profile);
     if !store::reset_live_state(&state.db, user.id, id, &initial).await? {
         return Err(AppError::NotFound);
@@ -150,7 +150,7 @@ pub async fn delete(state: &AppState, user: &SessionUser, id: Uuid) -> Result<()
         return Err(AppError::NotFound);
     }
     // The same picture may be used elsewhere by the same owner (content-addressed keys).
-    crate::images::cleanup::discard_unreferenced(&state.db, &state.media, keys).await;
+    crate::media::cleanup::discard_unreferenced(&state.db, &state.media, keys).await;
     tracing::info!(companion_id = %id, "companion deleted");
     Ok(())
 }

@@ -13,9 +13,9 @@ use axum::{Form, Router};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::store::{self, GalleryItem};
 use crate::companions;
 use crate::error::AppError;
+use crate::media::store::{self, GalleryItem};
 use crate::state::AppState;
 use crate::web::{CurrentUser, PageContext};
 
@@ -219,7 +219,7 @@ async fn remove(state: &AppState, current: &CurrentUser, raw: &str) -> Result<()
     let key = store::delete_owned(&state.db, current.user.id, id)
         .await?
         .ok_or(AppError::NotFound)?;
-    super::cleanup::discard_unreferenced(&state.db, &state.media, vec![key]).await;
+    crate::media::cleanup::discard_unreferenced(&state.db, &state.media, vec![key]).await;
     tracing::info!(image_id = %id, "gallery picture deleted");
     Ok(())
 }

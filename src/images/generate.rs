@@ -147,7 +147,7 @@ impl Imaging {
 
     /// Deletes the files of `keys` that no row refers to any more (after their rows were deleted).
     pub async fn discard(&self, keys: Vec<String>) {
-        super::cleanup::discard_unreferenced(&self.db, &self.media, keys).await;
+        crate::media::cleanup::discard_unreferenced(&self.db, &self.media, keys).await;
     }
 
     /// The backend client, when one is configured.

@@ -1,12 +1,10 @@
 //! Pictures: the scene prompt, generation through the configured backend, the in-chat image step's
-//! logic, the generator page, the gallery and the orphaned-file cleanup.
+//! logic, the generator page and the gallery (the `images` table and the file cleanup are `media`'s).
 
-pub mod cleanup;
 pub mod gallery;
 pub mod generate;
 pub mod generator;
 pub mod prompt;
-pub mod store;
 
 use crate::error::AppError;
 use crate::state::AppState;

@@ -1,31 +1,19 @@
-//! Liveness, readiness and the health report of every dependency.
+//! The checks behind the health report: the probe trait, bounded and cached checks, the database probe.
+//! The endpoints that answer with them are `ops::routes`.
 //!
-//! Policy: `/api/live` does no I/O (the process answers, so it is alive); `/api/ready` says whether this
-//! instance can take traffic (database reachable, schema exactly what the binary expects);
-//! `/api/health` checks each dependency with a 2 s bound, and caches upstream checks for 10 s behind a
-//! single-flight lock so a burst of probes costs a provider one request.
-//!
-//! Both answer anyone, so they say *which* check failed and a fixed reason, never the raw error text of a
-//! database or provider (which can name hosts, users or internal paths): that goes to the log, on the
-//! request's span and so with its correlation id.
+//! Policy: each check is bounded (2 s); upstream checks are cached for 10 s behind a single-flight lock,
+//! so a burst of probes costs a provider one request. A failure is reported as a fixed reason (`failed`,
+//! `timed_out`); the probe's own words go to the log, on the request's span and so with its correlation id.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Json;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use futures_util::future::BoxFuture;
 use serde::Serialize;
-use serde_json::json;
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use crate::db::{Db, migrate};
-use crate::state::AppState;
+use crate::db::Db;
 
 /// Upper bound of one check.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -211,145 +199,6 @@ impl Probe for InProcessProbe {
     }
 }
 
-/// `GET /api/live`: the process is up.
-pub async fn get_live() -> Json<serde_json::Value> {
-    Json(json!({ "status": "alive" }))
-}
-
-/// Why this instance cannot take traffic: a stable code and a fixed sentence for the public answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum NotReady {
-    DatabaseUnreachable,
-    DatabaseTimedOut,
-    SchemaUnreadable,
-    SchemaNewer,
-    SchemaModified,
-    MigrationsPending,
-}
-
-impl NotReady {
-    fn code(self) -> &'static str {
-        match self {
-            Self::DatabaseUnreachable => "database_unreachable",
-            Self::DatabaseTimedOut => "database_timed_out",
-            Self::SchemaUnreadable => "schema_unreadable",
-            Self::SchemaNewer => "schema_newer_than_binary",
-            Self::SchemaModified => "schema_modified",
-            Self::MigrationsPending => "migrations_pending",
-        }
-    }
-
-    fn message(self) -> &'static str {
-        match self {
-            Self::DatabaseUnreachable => "The database is unreachable.",
-            Self::DatabaseTimedOut => "The database did not answer in time.",
-            Self::SchemaUnreadable => "The database's migration state cannot be read.",
-            Self::SchemaNewer => {
-                "The database schema is newer than this binary: run a newer companion-hub."
-            }
-            Self::SchemaModified => {
-                "Applied migrations differ from this binary's: the binary and the database disagree."
-            }
-            Self::MigrationsPending => {
-                "Database migrations are pending: run `companion-hub migrate`."
-            }
-        }
-    }
-
-    fn check(self) -> &'static str {
-        match self {
-            Self::DatabaseUnreachable | Self::DatabaseTimedOut => "database",
-            _ => "schema",
-        }
-    }
-}
-
-/// `GET /api/ready`: 200 when this instance can take traffic, else 503 with which check failed and why.
-pub async fn get_ready(State(state): State<AppState>) -> Response {
-    let problem = match tokio::time::timeout(CHECK_TIMEOUT, readiness_problem(&state.db)).await {
-        Ok(problem) => problem,
-        Err(_) => {
-            tracing::warn!("readiness: the database did not answer in time");
-            Some(NotReady::DatabaseTimedOut)
-        }
-    };
-    match problem {
-        None => (StatusCode::OK, Json(json!({ "status": "ready" }))).into_response(),
-        Some(problem) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({
-                "status": "not_ready",
-                "check": problem.check(),
-                "reason": problem.code(),
-                "message": problem.message(),
-            })),
-        )
-            .into_response(),
-    }
-}
-
-/// The first reason this instance cannot serve, with the details logged.
-async fn readiness_problem(db: &Db) -> Option<NotReady> {
-    if let Err(err) = db.ping().await {
-        tracing::warn!(error = %err, "readiness: the database is unreachable");
-        return Some(NotReady::DatabaseUnreachable);
-    }
-    let status = match migrate::status(db).await {
-        Ok(status) => status,
-        Err(err) => {
-            tracing::warn!(error = %err, "readiness: the migration state cannot be read");
-            return Some(NotReady::SchemaUnreadable);
-        }
-    };
-    if let Some(problem) = status.incompatibility() {
-        tracing::warn!(error = %problem, "readiness: the schema is incompatible");
-        return Some(match problem {
-            migrate::MigrationError::SchemaNewer { .. } => NotReady::SchemaNewer,
-            _ => NotReady::SchemaModified,
-        });
-    }
-    let pending: Vec<String> = status.pending().map(|m| m.version.to_string()).collect();
-    if pending.is_empty() {
-        return None;
-    }
-    tracing::warn!(
-        pending = %pending.join(", "),
-        "readiness: migrations are pending; run `companion-hub migrate`"
-    );
-    Some(NotReady::MigrationsPending)
-}
-
-/// `GET /api/health`: every dependency's status; 200 when all configured ones are healthy, else 503.
-pub async fn get_health(State(state): State<AppState>) -> Response {
-    let checks = &state.health;
-    let (database, workflow_engine, llm, image_backend) = tokio::join!(
-        checks.database.run(),
-        checks.workflow_engine.run(),
-        checks.llm.run(),
-        checks.image_backend.run(),
-    );
-    let healthy = [&database, &workflow_engine, &llm, &image_backend]
-        .iter()
-        .all(|check| check.status != CheckStatus::Unhealthy);
-    let body = json!({
-        "status": if healthy { "healthy" } else { "degraded" },
-        "timestamp": OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default(),
-        "version": env!("CARGO_PKG_VERSION"),
-        "checks": {
-            "database": database,
-            "workflow_engine": workflow_engine,
-            "llm": llm,
-            "image_backend": image_backend,
-        },
-    });
-    let status = if healthy {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, Json(body)).into_response()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -422,7 +271,7 @@ mod tests {
         assert_eq!(result.status, CheckStatus::NotConfigured);
         assert_eq!(
             serde_json::to_value(&result).expect("test setup is valid"),
-            json!({"status": "not_configured"})
+            serde_json::json!({"status": "not_configured"})
         );
     }
 }

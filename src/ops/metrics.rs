@@ -1,4 +1,4 @@
-//! Prometheus metrics: the recorder, metric descriptions, and the `/metrics` endpoint.
+//! Prometheus metrics: the recorder, metric descriptions, and per-app counters (`/metrics` is `ops::routes`).
 //!
 //! Policy: names are snake_case with unit suffixes; labels come from small fixed sets (never user or
 //! companion ids). The `metrics` facade has one recorder per process, so it is installed once and
@@ -6,14 +6,7 @@
 
 use std::sync::OnceLock;
 
-use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use subtle::ConstantTimeEq;
-
-use crate::error::AppError;
-use crate::state::AppState;
 
 static HANDLE: OnceLock<Result<PrometheusHandle, String>> = OnceLock::new();
 
@@ -107,41 +100,6 @@ fn describe() {
         "images_orphan_bytes_freed_total",
         "Bytes freed by the orphan cleanup"
     );
-}
-
-/// `GET /metrics`: the Prometheus text format; needs `Authorization: Bearer <METRICS_TOKEN>` when set.
-pub async fn get_metrics(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Response, AppError> {
-    if let Some(token) = &state.config.metrics_token {
-        let presented = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        let matches: bool = presented.as_bytes().ct_eq(token.expose().as_bytes()).into();
-        if !matches {
-            let mut response = AppError::Unauthorized(
-                "This endpoint needs Authorization: Bearer <METRICS_TOKEN>.".into(),
-            )
-            .into_response();
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"metrics\""),
-            );
-            return Ok(response);
-        }
-    }
-    Ok((
-        StatusCode::OK,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-        )],
-        state.metrics.render(),
-    )
-        .into_response())
 }
 
 /// Counters of one application (not of the process, like the recorder): what tests need to see per app

@@ -17,11 +17,9 @@ use axum::extract::{Request, State};
 use axum::http::{Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures_util::StreamExt;
-use subtle::ConstantTimeEq;
 
+pub use super::csrf_token::{mask, matches};
 use super::session::CurrentSession;
 use crate::error::AppError;
 use crate::state::AppState;
@@ -30,38 +28,6 @@ use crate::state::AppState;
 pub const HEADER: &str = "x-csrf-token";
 /// The form field pages send the token in.
 pub const FIELD: &str = "csrf_token";
-
-/// A freshly masked token for `secret`; an error when the system has no randomness to mask it with.
-pub fn mask(secret: &[u8; 32]) -> Result<String, getrandom::Error> {
-    let mut mask = [0_u8; 32];
-    getrandom::fill(&mut mask)?;
-    Ok(masked(secret, &mask))
-}
-
-fn masked(secret: &[u8; 32], mask: &[u8; 32]) -> String {
-    let mut token = [0_u8; 64];
-    token[..32].copy_from_slice(mask);
-    for (i, byte) in secret.iter().enumerate() {
-        token[32 + i] = byte ^ mask[i];
-    }
-    URL_SAFE_NO_PAD.encode(token)
-}
-
-/// True when `token` unmasks to `secret` (constant time in the secret's content).
-pub fn matches(secret: &[u8; 32], token: &str) -> bool {
-    let Ok(bytes) = URL_SAFE_NO_PAD.decode(token.trim()) else {
-        return false;
-    };
-    if bytes.len() != 64 {
-        return false;
-    }
-    let unmasked: Vec<u8> = bytes[..32]
-        .iter()
-        .zip(&bytes[32..])
-        .map(|(mask, masked)| mask ^ masked)
-        .collect();
-    unmasked.ct_eq(secret).into()
-}
 
 /// Refuses state-changing requests without a valid token or from a foreign origin.
 pub async fn verify_csrf(State(state): State<AppState>, request: Request, next: Next) -> Response {
@@ -238,42 +204,6 @@ async fn token_in_prefix(prefix: &[u8], boundary: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn masked_tokens_differ_but_all_match() {
-        let secret = [7_u8; 32];
-        let a = mask(&secret).expect("randomness");
-        let b = mask(&secret).expect("randomness");
-        assert_ne!(a, b);
-        assert!(matches(&secret, &a));
-        assert!(matches(&secret, &b));
-    }
-
-    #[test]
-    fn tokens_of_another_secret_or_malformed_ones_do_not_match() {
-        let secret = [7_u8; 32];
-        let other = [8_u8; 32];
-        assert!(!matches(&secret, &mask(&other).expect("randomness")));
-        assert!(!matches(&secret, ""));
-        assert!(!matches(&secret, "not base64 !!"));
-        assert!(!matches(&secret, &URL_SAFE_NO_PAD.encode([0_u8; 63])));
-        // An unmasked secret (mask of zeros) with the wrong length is refused too.
-        assert!(!matches(&secret, &URL_SAFE_NO_PAD.encode(secret)));
-    }
-
-    #[test]
-    fn a_token_never_shows_the_secret_itself() {
-        // With a zero mask the second half would be the bare secret: the mask always comes from the
-        // system's randomness, and without it there is no token at all (mask() returns the error).
-        let secret = [7_u8; 32];
-        let token = mask(&secret).expect("randomness");
-        let bytes = URL_SAFE_NO_PAD.decode(token).expect("base64");
-        assert_ne!(&bytes[32..], &secret[..]);
-        assert_eq!(
-            masked(&secret, &[0; 32]),
-            URL_SAFE_NO_PAD.encode([[0_u8; 32], secret].concat())
-        );
-    }
 
     fn multipart(parts: &[(&str, &str)]) -> Vec<u8> {
         let mut body = String::new();

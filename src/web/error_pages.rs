@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::correlation::CorrelationId;
+pub use super::negotiate::wants_json;
 use super::page::PageContext;
 use crate::error::ErrorReport;
 
@@ -76,26 +77,6 @@ fn is_bare_error(response: &Response) -> bool {
         None => true,
         Some(value) => value.to_str().is_ok_and(|ct| ct.starts_with("text/plain")),
     }
-}
-
-/// JSON for API clients, HTML for browsers.
-pub fn wants_json(headers: &HeaderMap, path: &str) -> bool {
-    let accept = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    if accept.contains("text/html") {
-        return false;
-    }
-    if accept.contains("application/json") || accept.contains("+json") {
-        return true;
-    }
-    let sent_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/json"));
-    sent_json || path.starts_with("/api/") || path == "/metrics"
 }
 
 fn render(

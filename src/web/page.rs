@@ -4,7 +4,7 @@ use askama::Template;
 use axum::response::Html;
 
 use super::assets;
-use super::session::SessionUser;
+use super::identity::SessionUser;
 use crate::error::AppError;
 
 /// The layout's data, carried by every page template as its `page` field.

@@ -23,9 +23,10 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::{Cookie, SameSite};
 use uuid::Uuid;
 
-use super::csrf;
-use super::error_pages::wants_json;
+use super::csrf_token;
+pub use super::identity::SessionUser;
 use super::keys::Purpose;
+use super::negotiate::wants_json;
 use super::page::PageContext;
 use crate::config::Config;
 use crate::db::Timestamp;
@@ -36,17 +37,6 @@ use crate::state::AppState;
 pub const PRE_SESSION_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// How long a browser that signed in is remembered as trusted (its device cookie).
 pub const DEVICE_COOKIE_LIFETIME: Duration = Duration::from_secs(365 * 24 * 3600);
-
-/// The signed-in user as pages need them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionUser {
-    /// Account id.
-    pub id: Uuid,
-    /// Login name (lower-case).
-    pub username: String,
-    /// What companions call the user.
-    pub display_name: String,
-}
 
 /// A live session or pre-session.
 #[derive(Debug, Clone)]
@@ -66,7 +56,7 @@ impl Session {
     /// A freshly masked CSRF token for a page or form (differs every call, all valid). Fails closed: without
     /// randomness there is no token (and no page), never an unmasked secret.
     pub fn csrf_token(&self) -> Result<String, AppError> {
-        csrf::mask(&self.csrf_secret).map_err(|err| {
+        csrf_token::mask(&self.csrf_secret).map_err(|err| {
             AppError::Internal(anyhow::anyhow!("no randomness for a CSRF token: {err}"))
         })
     }
@@ -78,7 +68,7 @@ impl Session {
 
     /// True when `token` is a masked form of this session's secret.
     pub fn csrf_token_matches(&self, token: &str) -> bool {
-        csrf::matches(&self.csrf_secret, token)
+        csrf_token::matches(&self.csrf_secret, token)
     }
 
     /// The layout data for a page rendered in this session.

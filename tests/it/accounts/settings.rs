@@ -1,4 +1,4 @@
-//! Settings: display name, password change, export, account deletion, their rate limit.
+//! Settings: display name, password change, the zip export, account deletion, their rate limit.
 
 use reqwest::StatusCode;
 use reqwest::header;
@@ -136,36 +136,133 @@ async fn changing_the_password_needs_the_current_one_and_ends_other_sessions(bac
     );
 }
 
-async fn the_export_holds_the_account_but_no_secrets(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    let alice = app.signed_in("alice").await;
-    alice
-        .create_companion(serde_json::json!({"name": "Mira", "age": 24}))
+/// Every entry of a zip archive, by name (read with the `zip` crate: another implementation than ours).
+fn unzip(bytes: Vec<u8>) -> std::collections::BTreeMap<String, Vec<u8>> {
+    use std::io::Read;
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).expect("a valid zip");
+    (0..archive.len())
+        .map(|index| {
+            let mut entry = archive.by_index(index).unwrap();
+            let mut content = Vec::new();
+            entry.read_to_end(&mut content).unwrap();
+            (entry.name().to_owned(), content)
+        })
+        .collect()
+}
+
+fn json_lines(bytes: &[u8]) -> Vec<serde_json::Value> {
+    std::str::from_utf8(bytes)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+async fn the_export_is_a_zip_of_everything_but_secrets(backend: Backend) {
+    use crate::images::{send_with_picture, setup};
+    use crate::support::fake_images::FakeImages;
+    use crate::support::sse::read_all;
+
+    let images = FakeImages::start().await;
+    let (app, _llm, alice, companion) = setup(backend, images.sdapi_env(), &[]).await;
+    let (status, _) = alice
+        .upload_portrait(
+            &companion,
+            crate::support::images::encoded(image::ImageFormat::Png, 64, 64),
+            "p.png",
+            None,
+        )
         .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, started) = send_with_picture(&alice, &companion, "Show me where you are").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{started}");
+    read_all(&alice, started["stream_url"].as_str().unwrap()).await;
+    // More than one page of messages (the export reads 500 at a time).
+    crate::support::fill_history(&app, &companion, 1_100, "older words").await;
+    // Someone else's things stay out.
+    let bob = app.signed_in("bob").await;
+    let bobs = bob
+        .create_companion(serde_json::json!({"name": "Bobs Secret", "age": 30}))
+        .await;
+
     let response = alice.get("/settings/export").await;
     assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()[header::CONTENT_TYPE], "application/zip");
+    let disposition = response.headers()[header::CONTENT_DISPOSITION]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(
-        response.headers()[header::CONTENT_DISPOSITION]
-            .to_str()
-            .unwrap()
-            .starts_with("attachment; filename=\"companion-hub-alice-")
+        disposition.starts_with("attachment; filename=\"companion-hub-alice-")
+            && disposition.ends_with(".zip\""),
+        "{disposition}"
     );
-    let text = response.text().await.unwrap();
+    let files = unzip(response.bytes().await.unwrap().to_vec());
+    let names: Vec<&String> = files.keys().collect();
+
+    assert!(files.contains_key("README.txt"), "{names:?}");
+    let account: serde_json::Value = serde_json::from_slice(&files["account.json"]).unwrap();
+    assert_eq!(account["format"], "companion-hub-export/2");
+    assert_eq!(account["account"]["email"], "alice@example.com");
+    assert_eq!(account["sessions"].as_array().unwrap().len(), 1);
+    let everything: String = files
+        .iter()
+        .filter(|(name, _)| name.ends_with(".json") || name.ends_with(".jsonl"))
+        .map(|(_, bytes)| String::from_utf8_lossy(bytes).into_owned())
+        .collect();
+    assert!(!everything.contains("argon2") && !everything.contains("password_hash"));
+    assert!(!everything.contains("csrf") && !everything.contains("token_hash"));
     assert!(
-        !text.contains("argon2") && !text.contains("password"),
-        "{text}"
+        !everything.contains("Bobs Secret"),
+        "another user's companion"
     );
-    assert!(!text.contains("token") && !text.contains("csrf"), "{text}");
-    let export: serde_json::Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(export["format"], "companion-hub-export/1");
-    assert_eq!(export["account"]["email"], "alice@example.com");
-    assert_eq!(export["account"]["username"], "alice");
-    assert_eq!(export["sessions"].as_array().unwrap().len(), 1);
-    assert_eq!(export["companions"][0]["profile"]["name"], "Mira");
+    assert!(
+        !names
+            .iter()
+            .any(|name| name.contains(bobs["id"].as_str().unwrap()))
+    );
+
+    let card: serde_json::Value =
+        serde_json::from_slice(&files[&format!("companions/{companion}.json")]).unwrap();
+    assert_eq!(card["profile"]["name"], "Mira");
+    let portrait = card["portrait"].as_str().expect("the portrait's file");
+    assert!(files.contains_key(portrait), "{portrait} in {names:?}");
+
+    let messages = json_lines(&files[&format!("conversations/{companion}.jsonl")]);
+    assert_eq!(messages.len(), 2 + 1_100, "every message, across pages");
+    assert_eq!(messages[0]["role"], "user");
+    assert_eq!(messages[0]["content"], "Show me where you are");
+    let reply = &messages[1];
+    assert_eq!(reply["role"], "assistant");
+    assert!(
+        reply["scene"].is_object(),
+        "the scene the reply left: {reply}"
+    );
+    let picture = reply["picture"].as_str().expect("the reply's picture");
+    assert!(files.contains_key(picture), "{picture} in {names:?}");
+    assert_eq!(messages[2]["content"], "0: older words");
     assert_eq!(
-        export["companions"][0]["live_state"]["location"],
-        "living room"
+        messages[1_101]["content"], "1099: older words",
+        "oldest first"
     );
+
+    let pictures = json_lines(&files["pictures.jsonl"]);
+    assert_eq!(pictures.len(), 2, "the portrait and the chat picture");
+    for entry in &pictures {
+        let file = entry["file"].as_str().unwrap();
+        let served = alice
+            .get(&format!("/media/{}", entry["id"].as_str().unwrap()))
+            .await
+            .bytes()
+            .await
+            .unwrap();
+        assert_eq!(files[file], served.to_vec(), "{file} is the stored picture");
+    }
+    let sources: std::collections::BTreeSet<&str> = pictures
+        .iter()
+        .map(|p| p["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(sources, ["chat", "portrait"].into_iter().collect());
 }
 
 async fn deleting_the_account_needs_the_password_and_removes_what_it_owned(backend: Backend) {
@@ -307,7 +404,7 @@ fn app_limits() -> RateLimits {
 on_both_backends!(
     the_display_name_can_be_changed,
     changing_the_password_needs_the_current_one_and_ends_other_sessions,
-    the_export_holds_the_account_but_no_secrets,
+    the_export_is_a_zip_of_everything_but_secrets,
     deleting_the_account_needs_the_password_and_removes_what_it_owned,
     settings_changes_are_rate_limited,
     the_rate_limiter_fails_closed_and_purges_ended_windows,

@@ -1,8 +1,6 @@
 //! What real models send besides the happy path: analyses in other shapes, markdown, scripts that
 //! tokenize densely, and prompts the provider says are too long.
 
-use companion_hub::db::Timestamp;
-use companion_hub::db_dispatch;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -10,7 +8,7 @@ use super::{send, setup};
 use crate::on_both_backends;
 use crate::support::fake_llm::{Analysed, FakeLlm, Streamed, fake_tokens, pieces};
 use crate::support::sse::{last, read_all};
-use crate::support::{Backend, TestApp, counter};
+use crate::support::{Backend, counter};
 
 async fn live_state(alice: &crate::support::visitor::Visitor, companion: &str) -> Value {
     let (_, json) = alice
@@ -122,28 +120,6 @@ async fn lists_and_code_in_a_reply_are_rendered(backend: Backend) {
     assert!(page.contains("<li>a</li>") && page.contains("<pre><code>let x = 1;\n    indented"));
 }
 
-/// Stores `turns` messages of `text` for the companion, alternating user and assistant, oldest first.
-async fn fill_history(app: &TestApp, companion: &str, turns: usize, text: &str) {
-    let companion = uuid::Uuid::parse_str(companion).unwrap();
-    let start = Timestamp::now();
-    for i in 0..turns {
-        let role = if i % 2 == 0 { "user" } else { "assistant" };
-        let at = start + std::time::Duration::from_millis(i as u64);
-        db_dispatch!(&app.db, pool => sqlx::query(
-            "INSERT INTO messages (id, companion_id, role, content, created_at) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(uuid::Uuid::now_v7())
-        .bind(companion)
-        .bind(role)
-        .bind(format!("{i}: {text}"))
-        .bind(at)
-        .execute(pool)
-        .await
-        .map(|_| ()))
-        .unwrap();
-    }
-}
-
 async fn a_cjk_conversation_fits_the_context_window(backend: Backend) {
     let llm = FakeLlm::start().await;
     let (app, alice, companion) = setup(
@@ -155,7 +131,7 @@ async fn a_cjk_conversation_fits_the_context_window(backend: Backend) {
     // A model with a 2,048-token window that counts each Chinese character as a token. Forty turns of
     // 200 characters: at four characters a token they "fit" many times over.
     llm.limit_context(2048);
-    fill_history(
+    crate::support::fill_history(
         &app,
         &companion,
         40,
@@ -186,7 +162,7 @@ async fn a_context_refusal_shortens_the_history_and_retries_once(backend: Backen
     )
     .await;
     llm.limit_context(2048);
-    fill_history(
+    crate::support::fill_history(
         &app,
         &companion,
         60,

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use companion_hub::cli::cleanup_images_command;
-use companion_hub::images::cleanup::sweep;
 use companion_hub::media::MediaStorage;
+use companion_hub::media::cleanup::sweep;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 

@@ -1,5 +1,6 @@
 //! The platform: HTTP surface, database and migrations, health, metrics, logs, command line.
 
+mod architecture;
 mod cli;
 mod database;
 mod health;

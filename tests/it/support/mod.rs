@@ -355,3 +355,25 @@ where
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// Stores `turns` messages of `text` for the companion, alternating user and assistant, oldest first.
+pub async fn fill_history(app: &TestApp, companion: &str, turns: usize, text: &str) {
+    let companion = uuid::Uuid::parse_str(companion).unwrap();
+    let start = companion_hub::db::Timestamp::now();
+    for i in 0..turns {
+        let role = if i % 2 == 0 { "user" } else { "assistant" };
+        let at = start + std::time::Duration::from_millis(i as u64);
+        companion_hub::db_dispatch!(&app.db, pool => sqlx::query(
+            "INSERT INTO messages (id, companion_id, role, content, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(uuid::Uuid::now_v7())
+        .bind(companion)
+        .bind(role)
+        .bind(format!("{i}: {text}"))
+        .bind(at)
+        .execute(pool)
+        .await
+        .map(|_| ()))
+        .unwrap();
+    }
+}
