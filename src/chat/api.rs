@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::render;
-use super::store::{self, MessageRow, NewRun, RunRow, StartError};
+use super::store::{self, MessageRow, NewRun, RunKind, RunRow, RunStatus, StartError};
 use super::stream::stream_run;
 use crate::companions;
 use crate::db::Timestamp;
@@ -466,8 +466,8 @@ async fn retry_run(
     let run = store::find_run_owned(&state.db, current.user.id, parse_id(&id)?)
         .await?
         .ok_or(AppError::NotFound)?;
-    let retryable =
-        run.status == "failed" || (run.status == "cancelled" && run.assistant_message_id.is_none());
+    let retryable = run.status == RunStatus::Failed
+        || (run.status == RunStatus::Cancelled && run.assistant_message_id.is_none());
     if !retryable {
         return Err(conflict("Only a failed or stopped reply can be retried."));
     }
@@ -475,7 +475,7 @@ async fn retry_run(
     if latest.as_ref().map(|r| r.id) != Some(run.id) {
         return Err(conflict("Only the latest reply can be retried."));
     }
-    if run.kind == "image" {
+    if run.kind == RunKind::Image {
         let message = run
             .assistant_message_id
             .ok_or_else(|| conflict("The reply of this picture is gone."))?;

@@ -11,6 +11,7 @@ pub mod prompt;
 pub mod render;
 mod reply_text;
 mod routes;
+pub mod run_status;
 pub mod runner;
 pub mod store;
 mod stream;

@@ -7,7 +7,7 @@ use axum::response::Html;
 use axum::routing::get;
 
 use super::render;
-use super::store;
+use super::store::{self, RunKind, RunStatus};
 use crate::companions;
 use crate::error::AppError;
 use crate::state::AppState;
@@ -88,13 +88,13 @@ async fn show_chat(
         .map(|run| run.id.to_string());
     let active_picture_of = latest
         .as_ref()
-        .filter(|run| run.is_active() && run.kind == "image")
+        .filter(|run| run.is_active() && run.kind == RunKind::Image)
         .and_then(|run| run.assistant_message_id)
         .map(|id| id.to_string());
     // A failed picture-only run shows on its message ("image failed"), not as a failed reply.
     let failed_run = latest
         .as_ref()
-        .filter(|run| run.status == "failed" && run.kind == "reply")
+        .filter(|run| run.status == RunStatus::Failed && run.kind == RunKind::Reply)
         .map(|run| FailedRun {
             id: run.id.to_string(),
             message: run

@@ -16,7 +16,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use super::reply_text::TrimmedStream;
-use super::store::{self, Finished, RunRow};
+use super::store::{self, Finished, RunKind, RunRow, RunStatus};
 use super::{analysis, prompt, render};
 use crate::companions;
 use crate::db::{Db, Timestamp};
@@ -225,13 +225,13 @@ impl ChatExecutor {
         &self,
         run: &RunRow,
         channel: &RunChannel,
-        status: &str,
+        status: RunStatus,
         step: &str,
         progress: u8,
     ) -> Result<(), StepError> {
         store::set_progress(&self.db, run.id, status, step, progress).await?;
         channel.publish(RunEvent::Progress {
-            status: status.to_owned(),
+            status: status.as_str().to_owned(),
             step: step.to_owned(),
             progress,
         });
@@ -241,7 +241,7 @@ impl ChatExecutor {
     /// The run as a workflow: respond → analyze → image (when asked) → finalize; a picture-only run
     /// (a retry of a failed picture) is image → finalize.
     async fn steps(&self, run: &RunRow, cancel: &CancellationToken) -> Result<(), StepError> {
-        if run.kind == "image" {
+        if run.kind == RunKind::Image {
             self.image_step(run.id, cancel).await?;
             let nothing = Reply {
                 text: String::new(),
@@ -281,7 +281,7 @@ impl ChatExecutor {
     ) -> Result<Reply, StepError> {
         let run = self.load(run_id).await?;
         let channel = self.hub.open(run.id);
-        if !matches!(run.status.as_str(), "queued" | "responding") {
+        if !matches!(run.status, RunStatus::Queued | RunStatus::Responding) {
             // The reply was complete before an interruption; subscribers catch up from it.
             channel.seed_text(&run.partial_text, &run.text_epoch);
             return Ok(Reply {
@@ -336,7 +336,7 @@ impl ChatExecutor {
         self.publish_progress(
             &run,
             &channel,
-            "responding",
+            RunStatus::Responding,
             &format!("{} is writing…", profile.name),
             10,
         )
@@ -386,12 +386,18 @@ impl ChatExecutor {
     ) -> Result<Option<serde_json::Value>, StepError> {
         let run = self.load(run_id).await?;
         let channel = self.hub.open(run.id);
-        if run.status == "imaging" {
+        if run.status == RunStatus::Imaging {
             // Resumed after the analysis was applied: applying it twice would drift the state.
             return Ok(run.state_after.map(|state| state.0));
         }
-        self.publish_progress(&run, &channel, "analyzing", "Noticing what changed…", 80)
-            .await?;
+        self.publish_progress(
+            &run,
+            &channel,
+            RunStatus::Analyzing,
+            "Noticing what changed…",
+            80,
+        )
+        .await?;
         let (Some(llm), Some(companion), Some(message)) = (
             &self.llm,
             companions::store::find_owned(&self.db, run.user_id, run.companion_id).await?,
@@ -438,8 +444,14 @@ impl ChatExecutor {
             channel.publish(RunEvent::Image(generated.event()));
             return Ok(Some(generated));
         }
-        self.publish_progress(&run, &channel, "imaging", "Picturing the scene…", 85)
-            .await?;
+        self.publish_progress(
+            &run,
+            &channel,
+            RunStatus::Imaging,
+            "Picturing the scene…",
+            85,
+        )
+        .await?;
         let started = Instant::now();
         let budget = Timestamp::now()
             .seconds_until(run.deadline_at)
@@ -481,7 +493,7 @@ impl ChatExecutor {
                     return Ok(None);
                 }
                 channel.publish(RunEvent::Image(generated.event()));
-                self.publish_progress(&run, &channel, "imaging", "Picture ready", 95)
+                self.publish_progress(&run, &channel, RunStatus::Imaging, "Picture ready", 95)
                     .await?;
                 Ok(Some(generated))
             }
@@ -543,10 +555,11 @@ impl ChatExecutor {
         let finish_reason = reply.finish.as_ref().map(Finish::as_str);
         let stored = match store::complete(&self.db, &run, &reply.text, finish_reason).await? {
             Finished::Now(Some(message_id)) => {
-                metrics::counter!("chat_runs_total", "status" => "completed").increment(1);
+                metrics::counter!("chat_runs_total", "status" => RunStatus::Completed.as_str())
+                    .increment(1);
                 tracing::info!(run_id = %run.id, "chat run completed");
                 channel.publish(RunEvent::Progress {
-                    status: "completed".into(),
+                    status: RunStatus::Completed.as_str().into(),
                     step: "Done".into(),
                     progress: 100,
                 });
@@ -620,7 +633,7 @@ impl ChatExecutor {
                             if progress >= shown_progress + 5 {
                                 shown_progress = progress;
                                 channel.publish(RunEvent::Progress {
-                                    status: "responding".into(),
+                                    status: RunStatus::Responding.as_str().into(),
                                     step: "Writing…".into(),
                                     progress,
                                 });
@@ -742,7 +755,8 @@ impl ChatExecutor {
         let partial = channel.text();
         match store::cancel(&self.db, run, &partial).await {
             Ok(Finished::Now(message)) => {
-                metrics::counter!("chat_runs_total", "status" => "cancelled").increment(1);
+                metrics::counter!("chat_runs_total", "status" => RunStatus::Cancelled.as_str())
+                    .increment(1);
                 tracing::info!(run_id = %run.id, kept = message.is_some(), "chat run stopped");
                 channel.publish(match message {
                     // What was kept, as stored (a picture-only run keeps its reply's text).
@@ -774,7 +788,8 @@ impl ChatExecutor {
     ) {
         match store::fail(&self.db, run, &channel.text(), code, message, retryable).await {
             Ok(Finished::Now(_)) => {
-                metrics::counter!("chat_runs_total", "status" => "failed").increment(1);
+                metrics::counter!("chat_runs_total", "status" => RunStatus::Failed.as_str())
+                    .increment(1);
                 tracing::warn!(run_id = %run.id, code, "chat run failed");
                 channel.publish(RunEvent::Error {
                     code: code.to_owned(),
@@ -842,12 +857,12 @@ async fn done_event(db: &Db, companion: Uuid, message_id: Uuid, fallback: &str) 
 
 /// The `done` or `error` event a finished run replays.
 pub async fn terminal_event(run: &RunRow, db: &Db) -> Option<RunEvent> {
-    match run.status.as_str() {
-        "completed" | "cancelled" if run.assistant_message_id.is_some() => {
+    match run.status {
+        RunStatus::Completed | RunStatus::Cancelled if run.assistant_message_id.is_some() => {
             let message_id = run.assistant_message_id?;
             Some(done_event(db, run.companion_id, message_id, &run.partial_text).await)
         }
-        "completed" | "failed" | "cancelled" => Some(RunEvent::Error {
+        RunStatus::Completed | RunStatus::Failed | RunStatus::Cancelled => Some(RunEvent::Error {
             code: run.error_code.clone().unwrap_or_else(|| "cancelled".into()),
             message: run
                 .error_message

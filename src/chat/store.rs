@@ -1,13 +1,13 @@
-//! SQL for `messages` and `chat_runs`. Runs are the single source of truth for a reply in progress.
+//! SQL for `messages` and `chat_runs`. Runs are the single source of truth for a reply in progress; their
+//! status and kind are written and read through `run_status`'s enums, never as loose words.
 
 use sqlx::types::Json;
 use uuid::Uuid;
 
+use super::run_status::active_run_statuses;
+pub use super::run_status::{RunKind, RunStatus};
 use crate::db::{Db, Timestamp, violates_unique};
 use crate::db_dispatch;
-
-/// Statuses of a run that is not finished.
-pub const ACTIVE: [&str; 4] = ["queued", "responding", "analyzing", "imaging"];
 
 /// A stored message.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -39,8 +39,9 @@ pub struct MessageRow {
 pub struct RunRow {
     /// Id (the stream's address).
     pub id: Uuid,
-    /// `reply` (answer a message) or `image` (only redo the picture of `assistant_message_id`).
-    pub kind: String,
+    /// Answer a message, or only redo the picture of `assistant_message_id`.
+    #[sqlx(try_from = "String")]
+    pub kind: RunKind,
     /// The companion.
     pub companion_id: Uuid,
     /// The owner.
@@ -57,8 +58,9 @@ pub struct RunRow {
     pub image_id: Option<Uuid>,
     /// Why the image step could not make the picture.
     pub image_error: Option<String>,
-    /// `queued`, `responding`, `analyzing`, `imaging`, `completed`, `failed`, `cancelled`.
-    pub status: String,
+    /// Where it stands.
+    #[sqlx(try_from = "String")]
+    pub status: RunStatus,
     /// Human-readable step.
     pub step: String,
     /// 0–100.
@@ -90,7 +92,7 @@ pub struct RunRow {
 impl RunRow {
     /// True until completed, failed or cancelled.
     pub fn is_active(&self) -> bool {
-        ACTIVE.contains(&self.status.as_str())
+        self.status.is_active()
     }
 }
 
@@ -163,7 +165,7 @@ pub async fn start_run(db: &Db, new: &NewRun<'_>) -> Result<RunRow, StartError> 
             "INSERT INTO chat_runs (id, companion_id, user_id, user_message_id, replaces_message_id, \
                  client_request_id, generate_image, status, step, progress, partial_text, retryable, \
                  attempts, correlation_id, deadline_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', 'Waiting to start', 0, '', FALSE, $8, $9, $10, \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $13, 'Waiting to start', 0, '', FALSE, $8, $9, $10, \
                  $11, $12)",
         )
         .bind(run_id)
@@ -178,6 +180,7 @@ pub async fn start_run(db: &Db, new: &NewRun<'_>) -> Result<RunRow, StartError> 
         .bind(new.deadline)
         .bind(now)
         .bind(now)
+        .bind(RunStatus::Queued.as_str())
         .execute(&mut *tx)
         .await?;
         tx.commit().await
@@ -221,7 +224,7 @@ pub async fn start_image_run(
         "INSERT INTO chat_runs (id, kind, companion_id, user_id, user_message_id, assistant_message_id, \
              generate_image, status, step, progress, partial_text, retryable, attempts, correlation_id, \
              deadline_at, created_at, updated_at) \
-         VALUES ($1, 'image', $2, $3, $4, $4, TRUE, 'queued', 'Waiting to start', 0, '', FALSE, 0, $5, $6, \
+         VALUES ($1, $9, $2, $3, $4, $4, TRUE, $10, 'Waiting to start', 0, '', FALSE, 0, $5, $6, \
              $7, $8)",
     )
     .bind(run_id)
@@ -232,6 +235,8 @@ pub async fn start_image_run(
     .bind(deadline)
     .bind(now)
     .bind(now)
+    .bind(RunKind::Image.as_str())
+    .bind(RunStatus::Queued.as_str())
     .execute(pool)
     .await
     .map(|_| ()));
@@ -258,8 +263,8 @@ pub async fn save_image_result(
     error: Option<&str>,
 ) -> Result<bool, sqlx::Error> {
     db_dispatch!(db, pool => sqlx::query(
-        "UPDATE chat_runs SET image_id = $1, image_error = $2, updated_at = $3 \
-         WHERE id = $4 AND status IN ('queued', 'responding', 'analyzing', 'imaging')",
+        concat!("UPDATE chat_runs SET image_id = $1, image_error = $2, updated_at = $3 \
+         WHERE id = $4 AND status IN ", active_run_statuses!()),
     )
     .bind(image)
     .bind(error)
@@ -311,9 +316,9 @@ pub async fn claim(
     now: Timestamp,
 ) -> Result<bool, sqlx::Error> {
     db_dispatch!(db, pool => sqlx::query(
-        "UPDATE chat_runs SET lease_owner = $1, lease_until = $2, attempts = attempts + 1, updated_at = $3 \
-         WHERE id = $4 AND status IN ('queued', 'responding', 'analyzing', 'imaging') \
-           AND (lease_owner IS NULL OR lease_until IS NULL OR lease_until < $5 OR lease_owner = $6)",
+        concat!("UPDATE chat_runs SET lease_owner = $1, lease_until = $2, attempts = attempts + 1, updated_at = $3 \
+         WHERE id = $4 AND status IN ", active_run_statuses!(), " \
+           AND (lease_owner IS NULL OR lease_until IS NULL OR lease_until < $5 OR lease_owner = $6)"),
     )
     .bind(owner)
     .bind(until)
@@ -347,8 +352,8 @@ pub async fn renew_lease(
 /// Frees every unfinished run `owner` holds.
 pub async fn release_leases(db: &Db, owner: &str) -> Result<u64, sqlx::Error> {
     db_dispatch!(db, pool => sqlx::query(
-        "UPDATE chat_runs SET lease_owner = NULL, lease_until = NULL \
-         WHERE lease_owner = $1 AND status IN ('queued', 'responding', 'analyzing', 'imaging')",
+        concat!("UPDATE chat_runs SET lease_owner = NULL, lease_until = NULL \
+         WHERE lease_owner = $1 AND status IN ", active_run_statuses!()),
     )
     .bind(owner)
     .execute(pool)
@@ -359,8 +364,8 @@ pub async fn release_leases(db: &Db, owner: &str) -> Result<u64, sqlx::Error> {
 /// Unfinished runs nobody holds.
 pub async fn orphaned(db: &Db, now: Timestamp) -> Result<Vec<Uuid>, sqlx::Error> {
     db_dispatch!(db, pool => sqlx::query_scalar(
-        "SELECT id FROM chat_runs WHERE status IN ('queued', 'responding', 'analyzing', 'imaging') \
-           AND (lease_until IS NULL OR lease_until < $1) ORDER BY created_at",
+        concat!("SELECT id FROM chat_runs WHERE status IN ", active_run_statuses!(), " \
+           AND (lease_until IS NULL OR lease_until < $1) ORDER BY created_at"),
     )
     .bind(now)
     .fetch_all(pool)
@@ -371,15 +376,15 @@ pub async fn orphaned(db: &Db, now: Timestamp) -> Result<Vec<Uuid>, sqlx::Error>
 pub async fn set_progress(
     db: &Db,
     run: Uuid,
-    status: &str,
+    status: RunStatus,
     step: &str,
     progress: u8,
 ) -> Result<(), sqlx::Error> {
     db_dispatch!(db, pool => sqlx::query(
-        "UPDATE chat_runs SET status = $1, step = $2, progress = $3, updated_at = $4 \
-         WHERE id = $5 AND status IN ('queued', 'responding', 'analyzing', 'imaging')",
+        concat!("UPDATE chat_runs SET status = $1, step = $2, progress = $3, updated_at = $4 \
+         WHERE id = $5 AND status IN ", active_run_statuses!()),
     )
-    .bind(status)
+    .bind(status.as_str())
     .bind(step)
     .bind(i32::from(progress))
     .bind(Timestamp::now())
@@ -468,7 +473,7 @@ pub async fn complete(
     finish(
         db,
         run,
-        "completed",
+        RunStatus::Completed,
         content,
         Some((content, finish_reason)),
         None,
@@ -482,7 +487,7 @@ pub async fn cancel(db: &Db, run: &RunRow, partial: &str) -> Result<Finished, sq
     finish(
         db,
         run,
-        "cancelled",
+        RunStatus::Cancelled,
         partial,
         content,
         Some(("cancelled", "Stopped.", true)),
@@ -503,7 +508,7 @@ pub async fn fail(
     finish(
         db,
         run,
-        "failed",
+        RunStatus::Failed,
         partial,
         None,
         Some((code, message, retryable)),
@@ -516,7 +521,7 @@ pub async fn fail(
 async fn finish(
     db: &Db,
     run: &RunRow,
-    status: &str,
+    status: RunStatus,
     partial: &str,
     content: Option<(&str, Option<&str>)>,
     error: Option<(&str, &str, bool)>,
@@ -530,14 +535,18 @@ async fn finish(
     db_dispatch!(db, pool => async {
         let mut tx = pool.begin().await?;
         let updated = sqlx::query(
-            "UPDATE chat_runs SET status = $1, step = $2, progress = $3, \
+            concat!("UPDATE chat_runs SET status = $1, step = $2, progress = $3, \
                  error_code = $4, error_message = $5, retryable = $6, partial_text = $7, \
                  lease_owner = NULL, lease_until = NULL, updated_at = $8, finished_at = $9 \
-             WHERE id = $10 AND status IN ('queued', 'responding', 'analyzing', 'imaging')",
+             WHERE id = $10 AND status IN ", active_run_statuses!()),
         )
-        .bind(status)
-        .bind(match status { "completed" => "Done", "cancelled" => "Stopped", _ => "Failed" })
-        .bind(if status == "completed" { 100 } else { 0 })
+        .bind(status.as_str())
+        .bind(match status {
+            RunStatus::Completed => "Done",
+            RunStatus::Cancelled => "Stopped",
+            _ => "Failed",
+        })
+        .bind(if status == RunStatus::Completed { 100 } else { 0 })
         .bind(code)
         .bind(message)
         .bind(retryable)
@@ -559,7 +568,7 @@ async fn finish(
         .bind(run.id)
         .fetch_one(&mut *tx)
         .await?;
-        if run.kind == "image" {
+        if run.kind == RunKind::Image {
             // Only the picture of an existing reply was redone: attach it, or say why there is none.
             if let Some(target) = run.assistant_message_id {
                 let error = match image_id {

@@ -144,7 +144,7 @@ fn event(event: &RunEvent) -> Event {
 
 fn progress_of(run: &RunRow) -> Event {
     event(&RunEvent::Progress {
-        status: run.status.clone(),
+        status: run.status.as_str().to_owned(),
         step: run.step.clone(),
         progress: u8::try_from(run.progress.clamp(0, 100)).unwrap_or(0),
     })

@@ -198,7 +198,8 @@ pub async fn update_live_state(
     }.await)
 }
 
-/// The unfinished chat run of a companion, if any.
+/// The unfinished chat run of a companion, if any. (Chat's table, read here for Stop-on-delete and the memory
+/// wipe until those move to chat; the status list is `chat::run_status::active_run_statuses!`'s.)
 pub async fn active_run(db: &Db, id: Uuid) -> Result<Option<Uuid>, sqlx::Error> {
     db_dispatch!(db, pool => sqlx::query_scalar(
         "SELECT id FROM chat_runs WHERE companion_id = $1 \

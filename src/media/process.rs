@@ -191,17 +191,6 @@ fn square_of<P: Pixel + 'static>(
     }
 }
 
-/// A generated or uploaded picture: decoded, scaled to fit `max_side`, JPEG.
-pub fn fit(bytes: &[u8], max_side: u32) -> Result<Processed, ImageError> {
-    let image = decode(bytes)?;
-    let image = if image.width() > max_side || image.height() > max_side {
-        image.resize(max_side, max_side, FilterType::Lanczos3)
-    } else {
-        image
-    };
-    encode_jpeg(image)
-}
-
 /// A generated picture and its gallery thumbnail (fitting `thumb_side` × 1.5 `thumb_side`), decoded once.
 pub fn fit_with_thumbnail(
     bytes: &[u8],
@@ -407,7 +396,7 @@ mod tests {
         DynamicImage::ImageRgba8(image)
             .write_to(&mut Cursor::new(&mut bytes), ImageFormat::Png)
             .expect("test setup is valid");
-        let out = fit(&bytes, 1920).expect("test setup is valid");
+        let (out, _) = fit_with_thumbnail(&bytes, 1920, 480).expect("test setup is valid");
         let decoded = image::load_from_memory(&out.bytes)
             .expect("test setup is valid")
             .to_rgb8();
