@@ -827,3 +827,151 @@ pub async fn export_page(
     .fetch_all(pool)
     .await)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_run<'a>(
+        companion: Uuid,
+        user: Uuid,
+        text: &'a str,
+        request: Option<&'a str>,
+    ) -> NewRun<'a> {
+        NewRun {
+            companion,
+            user,
+            new_message: Some(text),
+            existing_message: None,
+            replaces: None,
+            client_request_id: request,
+            generate_image: false,
+            correlation_id: "unit-test",
+            deadline: Timestamp::now() + std::time::Duration::from_secs(300),
+            previous_attempts: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn one_unfinished_run_per_companion_and_a_repeated_request_finds_its_run() {
+        let (db, _dir, user, companion) = crate::db::test_database().await;
+        let run = start_run(&db, &new_run(companion, user, "hello", Some("req-1")))
+            .await
+            .expect("the first run starts");
+        assert_eq!(run.status, RunStatus::Queued);
+        assert_eq!(run.kind, RunKind::Reply);
+        match start_run(&db, &new_run(companion, user, "hello", Some("req-1"))).await {
+            Err(StartError::Duplicate(again)) => assert_eq!(again.id, run.id),
+            other => panic!("a repeated request is its first run: {other:?}"),
+        }
+        assert!(matches!(
+            start_run(&db, &new_run(companion, user, "again", None)).await,
+            Err(StartError::Active)
+        ));
+        assert_eq!(
+            latest_run(&db, companion).await.unwrap().map(|r| r.id),
+            Some(run.id)
+        );
+        assert_eq!(
+            messages(&db, companion, None, 10).await.unwrap().len(),
+            1,
+            "the refused sends stored no message"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_run_ends_exactly_once_and_progress_after_the_end_changes_nothing() {
+        let (db, _dir, user, companion) = crate::db::test_database().await;
+        let run = start_run(&db, &new_run(companion, user, "hello", None))
+            .await
+            .unwrap();
+        set_progress(&db, run.id, RunStatus::Responding, "Writing…", 40)
+            .await
+            .unwrap();
+        let first = complete(&db, &run, "Hi there.", Some("stop"))
+            .await
+            .unwrap();
+        let Finished::Now(Some(reply)) = first else {
+            panic!("the first completion stores the reply: {first:?}");
+        };
+        assert!(matches!(
+            complete(&db, &run, "Hi again.", Some("stop"))
+                .await
+                .unwrap(),
+            Finished::Already
+        ));
+        assert!(matches!(
+            fail(&db, &run, "", "llm_unavailable", "gone", true)
+                .await
+                .unwrap(),
+            Finished::Already
+        ));
+        set_progress(&db, run.id, RunStatus::Responding, "late", 10)
+            .await
+            .unwrap();
+        let ended = find_run(&db, run.id).await.unwrap().unwrap();
+        assert_eq!(ended.status, RunStatus::Completed);
+        assert_eq!((ended.step.as_str(), ended.progress), ("Done", 100));
+        assert_eq!(ended.assistant_message_id, Some(reply));
+        let stored = messages(&db, companion, None, 10).await.unwrap();
+        assert_eq!(stored.len(), 2, "one user message, one reply");
+        assert_eq!(stored[0].content, "Hi there.");
+        assert_eq!(stored[0].finish_reason.as_deref(), Some("stop"));
+        // The companion is free for the next run.
+        start_run(&db, &new_run(companion, user, "next", None))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_failed_run_keeps_its_partial_text_but_stores_no_reply() {
+        let (db, _dir, user, companion) = crate::db::test_database().await;
+        let run = start_run(&db, &new_run(companion, user, "hello", None))
+            .await
+            .unwrap();
+        let ended = fail(&db, &run, "Half a sent", "llm_stream_broken", "cut", true)
+            .await
+            .unwrap();
+        assert!(matches!(ended, Finished::Now(None)));
+        let row = find_run(&db, run.id).await.unwrap().unwrap();
+        assert_eq!(row.status, RunStatus::Failed);
+        assert_eq!(row.partial_text, "Half a sent");
+        assert!(row.retryable);
+        assert_eq!(messages(&db, companion, None, 10).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn export_pages_cover_every_message_once_even_with_equal_times() {
+        let (db, _dir, _user, companion) = crate::db::test_database().await;
+        let at = Timestamp::now();
+        let mut ids = Vec::new();
+        for n in 0..7 {
+            let id = Uuid::now_v7();
+            ids.push(id);
+            db_dispatch!(&db, pool => sqlx::query(
+                "INSERT INTO messages (id, companion_id, role, content, created_at) \
+                 VALUES ($1, $2, 'user', $3, $4)",
+            )
+            .bind(id)
+            .bind(companion)
+            .bind(format!("m{n}"))
+            .bind(at)
+            .execute(pool)
+            .await
+            .map(|_| ()))
+            .unwrap();
+        }
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let page = export_page(&db, companion, after, 3).await.unwrap();
+            let Some(last) = page.last() else { break };
+            after = Some((last.created_at, last.id));
+            seen.extend(page.iter().map(|m| m.id));
+        }
+        assert_eq!(
+            seen, ids,
+            "oldest first, ties in id order, no gaps or repeats"
+        );
+    }
+}

@@ -12,6 +12,42 @@ mod timestamp;
 pub use file_lock::FileLock;
 pub use timestamp::Timestamp;
 
+/// A migrated SQLite database in a temporary folder, with one user and one companion (unit tests of
+/// stores); the folder lives as long as the returned guard.
+#[cfg(test)]
+pub(crate) async fn test_database() -> (Db, tempfile::TempDir, uuid::Uuid, uuid::Uuid) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = Db::connect(&format!("sqlite://{}/unit.db", dir.path().display()))
+        .await
+        .expect("sqlite opens");
+    migrate::run(&db).await.expect("migrations apply");
+    let (user, companion) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    let now = Timestamp::now();
+    crate::db_dispatch!(&db, pool => async {
+        sqlx::query(
+            "INSERT INTO users (id, email, username, display_name, password_hash, created_at, updated_at) \
+             VALUES ($1, 'unit@example.com', 'unit', 'Unit', 'x', $2, $2)",
+        )
+        .bind(user)
+        .bind(now)
+        .execute(pool)
+        .await?;
+        sqlx::query(
+            "INSERT INTO companions (id, user_id, profile, live_state, created_at, updated_at) \
+             VALUES ($1, $2, '{}', '{}', $3, $3)",
+        )
+        .bind(companion)
+        .bind(user)
+        .bind(now)
+        .execute(pool)
+        .await
+        .map(|_| ())
+    }
+    .await)
+    .expect("test rows insert");
+    (db, dir, user, companion)
+}
+
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;

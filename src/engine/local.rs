@@ -145,3 +145,137 @@ impl LocalEngine {
         self.executor.release_all().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::sync::{Notify, mpsc};
+
+    use super::*;
+
+    /// What the fake executor saw of one run.
+    #[derive(Debug, PartialEq, Eq)]
+    enum Seen {
+        Started(Uuid),
+        Cancelled(Uuid),
+        Finished(Uuid),
+    }
+
+    /// Runs wait for `finish` (or their cancellation) and report what happened.
+    struct FakeExecutor {
+        seen: mpsc::UnboundedSender<Seen>,
+        finish: Arc<Notify>,
+        orphans: Mutex<anyhow::Result<Vec<Uuid>>>,
+        released: AtomicUsize,
+    }
+
+    impl RunExecutor for FakeExecutor {
+        fn execute(&self, run: Uuid, cancel: CancellationToken) -> BoxFuture<'static, ()> {
+            let (seen, finish) = (self.seen.clone(), self.finish.clone());
+            Box::pin(async move {
+                let _ = seen.send(Seen::Started(run));
+                tokio::select! {
+                    () = cancel.cancelled() => { let _ = seen.send(Seen::Cancelled(run)); }
+                    () = finish.notified() => { let _ = seen.send(Seen::Finished(run)); }
+                }
+            })
+        }
+
+        fn orphaned(&self) -> BoxFuture<'static, anyhow::Result<Vec<Uuid>>> {
+            let answer = match &*self.orphans.lock().unwrap() {
+                Ok(runs) => Ok(runs.clone()),
+                Err(err) => Err(anyhow::anyhow!("{err}")),
+            };
+            Box::pin(async move { answer })
+        }
+
+        fn release_all(&self) -> BoxFuture<'static, ()> {
+            self.released.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async {})
+        }
+    }
+
+    fn engine_over(
+        orphans: anyhow::Result<Vec<Uuid>>,
+    ) -> (
+        Arc<LocalEngine>,
+        Arc<FakeExecutor>,
+        mpsc::UnboundedReceiver<Seen>,
+    ) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let executor = Arc::new(FakeExecutor {
+            seen: tx,
+            finish: Arc::new(Notify::new()),
+            orphans: Mutex::new(orphans),
+            released: AtomicUsize::new(0),
+        });
+        (LocalEngine::new(executor.clone()), executor, rx)
+    }
+
+    /// Waits until the engine no longer lists `run` (its task removes it after the executor returned).
+    async fn until_gone(engine: &LocalEngine, run: Uuid) {
+        while engine.is_running(run) {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_run_started_twice_executes_once() {
+        let (engine, executor, mut seen) = engine_over(Ok(vec![]));
+        let run = Uuid::now_v7();
+        engine.start(run);
+        engine.start(run);
+        assert_eq!(seen.recv().await, Some(Seen::Started(run)));
+        assert!(engine.is_running(run));
+        executor.finish.notify_one();
+        assert_eq!(seen.recv().await, Some(Seen::Finished(run)));
+        until_gone(&engine, run).await;
+        assert!(seen.try_recv().is_err(), "no second execution");
+    }
+
+    #[tokio::test]
+    async fn stop_reaches_the_executor_and_unknown_runs_say_so() {
+        let (engine, _executor, mut seen) = engine_over(Ok(vec![]));
+        let run = Uuid::now_v7();
+        assert!(!engine.cancel(run), "nothing runs yet");
+        engine.start(run);
+        assert_eq!(seen.recv().await, Some(Seen::Started(run)));
+        assert!(engine.cancel(run));
+        assert_eq!(seen.recv().await, Some(Seen::Cancelled(run)));
+        until_gone(&engine, run).await;
+        assert!(!engine.cancel(run), "a finished run is not here any more");
+    }
+
+    #[tokio::test]
+    async fn orphans_are_resumed_and_a_failed_lookup_is_survived() {
+        let (first, second) = (Uuid::now_v7(), Uuid::now_v7());
+        let (engine, _executor, mut seen) = engine_over(Ok(vec![first, second]));
+        engine.resume_orphans().await;
+        let mut started = vec![seen.recv().await, seen.recv().await];
+        started.sort_by_key(|event| format!("{event:?}"));
+        let mut expected = vec![Some(Seen::Started(first)), Some(Seen::Started(second))];
+        expected.sort_by_key(|event| format!("{event:?}"));
+        assert_eq!(started, expected);
+
+        let (broken, _executor, mut nothing) = engine_over(Err(anyhow::anyhow!("database gone")));
+        broken.resume_orphans().await;
+        assert!(
+            nothing.try_recv().is_err(),
+            "nothing started, nothing panicked"
+        );
+    }
+
+    #[tokio::test]
+    async fn shutdown_abandons_runs_without_stopping_them_and_frees_their_leases() {
+        let (engine, executor, mut seen) = engine_over(Ok(vec![]));
+        let run = Uuid::now_v7();
+        engine.start(run);
+        assert_eq!(seen.recv().await, Some(Seen::Started(run)));
+        engine.shutdown().await;
+        assert!(!engine.is_running(run));
+        assert_eq!(executor.released.load(Ordering::SeqCst), 1);
+        // The work was dropped where it was: no cancellation was recorded, nothing finished.
+        assert!(seen.try_recv().is_err());
+    }
+}
