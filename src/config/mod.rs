@@ -6,6 +6,8 @@
 //! [`Config`] value is passed to `App::build`.
 
 mod load;
+mod providers;
+mod reader;
 mod secret;
 
 use std::net::{IpAddr, SocketAddr};
@@ -442,8 +444,8 @@ impl Config {
             self.images.timeout.as_secs().to_string(),
         ));
         for (names, style) in [
-            (&load::ANIME_VARS, &self.images.anime),
-            (&load::REALISTIC_VARS, &self.images.realistic),
+            (&providers::ANIME_VARS, &self.images.anime),
+            (&providers::REALISTIC_VARS, &self.images.realistic),
         ] {
             rows.extend([
                 (names.quality_tags, style.quality_tags.clone()),
