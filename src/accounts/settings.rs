@@ -1,7 +1,7 @@
 //! The settings page: display name, password, sessions, account deletion (the zip export is the `export` module).
 
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -14,6 +14,7 @@ use super::{password, password_policy, store};
 use crate::db::Timestamp;
 use crate::error::AppError;
 use crate::state::AppState;
+use crate::web::PathId;
 use crate::web::forms::FormErrors;
 use crate::web::session::{SiteCookie, store as sessions};
 use crate::web::{Action, CurrentUser, PageContext};
@@ -216,7 +217,7 @@ fn remaining(current: &CurrentUser) -> std::time::Duration {
 async fn submit_revoke_session(
     State(state): State<AppState>,
     current: CurrentUser,
-    Path(id): Path<Uuid>,
+    PathId(id): PathId,
 ) -> Result<Response, AppError> {
     state
         .rate_limiter

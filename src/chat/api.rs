@@ -1,7 +1,7 @@
 //! The chat JSON API: send, list, regenerate, edit, delete, cancel, retry.
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
@@ -17,6 +17,7 @@ use crate::companions;
 use crate::db::Timestamp;
 use crate::error::AppError;
 use crate::state::AppState;
+use crate::web::PathId;
 use crate::web::forms::FormErrors;
 use crate::web::{Action, CorrelationId, CurrentUser};
 
@@ -38,10 +39,6 @@ pub(super) fn router() -> Router<AppState> {
         .route("/api/chat/runs/{id}/cancel", post(cancel_run))
         .route("/api/chat/runs/{id}/retry", post(retry_run))
         .route("/api/chat/stream/{id}", get(stream_run))
-}
-
-fn parse_id(raw: &str) -> Result<Uuid, AppError> {
-    Uuid::parse_str(raw).map_err(|_| AppError::NotFound)
 }
 
 fn invalid(field: &str, message: impl Into<String>) -> AppError {
@@ -140,13 +137,12 @@ fn chat_available(state: &AppState) -> Result<(), AppError> {
     Ok(())
 }
 
-/// The message `raw_id` of the current user and its companion; 404 for anything else.
+/// The message `id` of the current user and its companion; 404 for anything else.
 async fn owned_message(
     state: &AppState,
     current: &CurrentUser,
-    raw_id: &str,
+    id: Uuid,
 ) -> Result<(Uuid, MessageRow), AppError> {
-    let id = parse_id(raw_id)?;
     let companion = store::message_companion(&state.db, current.user.id, id)
         .await?
         .ok_or(AppError::NotFound)?;
@@ -234,10 +230,10 @@ async fn send_message(
     State(state): State<AppState>,
     correlation: CorrelationId,
     current: CurrentUser,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     request: Result<Json<SendBody>, JsonRejection>,
 ) -> Result<Response, AppError> {
-    let companion = companions::store::find_owned(&state.db, current.user.id, parse_id(&id)?)
+    let companion = companions::store::find_owned(&state.db, current.user.id, id)
         .await?
         .ok_or(AppError::NotFound)?;
     let request = body(request)?;
@@ -316,10 +312,10 @@ struct ListQuery {
 async fn list_messages(
     State(state): State<AppState>,
     current: CurrentUser,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<Value>, AppError> {
-    let companion = companions::store::find_owned(&state.db, current.user.id, parse_id(&id)?)
+    let companion = companions::store::find_owned(&state.db, current.user.id, id)
         .await?
         .ok_or(AppError::NotFound)?;
     let before = match query.before.as_deref().filter(|b| !b.is_empty()) {
@@ -342,9 +338,9 @@ async fn regenerate_reply(
     State(state): State<AppState>,
     correlation: CorrelationId,
     current: CurrentUser,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<Response, AppError> {
-    let companion = companions::store::find_owned(&state.db, current.user.id, parse_id(&id)?)
+    let companion = companions::store::find_owned(&state.db, current.user.id, id)
         .await?
         .ok_or(AppError::NotFound)?;
     let recent = store::messages(&state.db, companion.id, None, 2).await?;
@@ -389,10 +385,10 @@ async fn edit_message(
     State(state): State<AppState>,
     correlation: CorrelationId,
     current: CurrentUser,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     request: Result<Json<EditBody>, JsonRejection>,
 ) -> Result<Response, AppError> {
-    let (companion, message) = owned_message(&state, &current, &id).await?;
+    let (companion, message) = owned_message(&state, &current, id).await?;
     let content = message_text(&body(request)?.content)?;
     if message.role != "user" {
         return Err(invalid("content", "Only your own messages can be edited."));
@@ -419,9 +415,8 @@ async fn edit_message(
 async fn delete_message(
     State(state): State<AppState>,
     current: CurrentUser,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<StatusCode, AppError> {
-    let id = parse_id(&id)?;
     let companion = store::message_companion(&state.db, current.user.id, id)
         .await?
         .ok_or(AppError::NotFound)?;
@@ -437,9 +432,9 @@ async fn delete_message(
 async fn cancel_run(
     State(state): State<AppState>,
     current: CurrentUser,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<Response, AppError> {
-    let run = store::find_run_owned(&state.db, current.user.id, parse_id(&id)?)
+    let run = store::find_run_owned(&state.db, current.user.id, id)
         .await?
         .ok_or(AppError::NotFound)?;
     if !run.is_active() {
@@ -461,9 +456,9 @@ async fn retry_run(
     State(state): State<AppState>,
     correlation: CorrelationId,
     current: CurrentUser,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<Response, AppError> {
-    let run = store::find_run_owned(&state.db, current.user.id, parse_id(&id)?)
+    let run = store::find_run_owned(&state.db, current.user.id, id)
         .await?
         .ok_or(AppError::NotFound)?;
     let retryable = run.status == RunStatus::Failed
@@ -506,9 +501,9 @@ async fn retry_image(
     State(state): State<AppState>,
     correlation: CorrelationId,
     current: CurrentUser,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<Response, AppError> {
-    let (companion, message) = owned_message(&state, &current, &id).await?;
+    let (companion, message) = owned_message(&state, &current, id).await?;
     if message.role != "assistant" {
         return Err(conflict("Only a reply of your companion has a picture."));
     }

@@ -2,7 +2,7 @@
 
 use askama::Template;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::Html;
 use axum::routing::get;
 
@@ -11,6 +11,7 @@ use super::store::{self, RunKind, RunStatus};
 use crate::companions;
 use crate::error::AppError;
 use crate::state::AppState;
+use crate::web::PathId;
 use crate::web::{CurrentUser, PageContext};
 
 /// Messages shown when the page opens; older ones load on demand.
@@ -71,9 +72,8 @@ struct FailedRun {
 async fn show_chat(
     State(state): State<AppState>,
     current: CurrentUser,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<Html<String>, AppError> {
-    let id = uuid::Uuid::parse_str(&id).map_err(|_| AppError::NotFound)?;
     let companion = companions::store::find_owned(&state.db, current.user.id, id)
         .await?
         .ok_or(AppError::NotFound)?;

@@ -12,7 +12,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::stream::{self, Stream, StreamExt};
@@ -26,6 +26,7 @@ use crate::engine::{RunChannel, RunEvent};
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::web::CurrentUser;
+use crate::web::PathId;
 
 /// A keep-alive comment this often keeps proxies from closing an idle stream.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -226,11 +227,10 @@ fn finite(events: Vec<Event>) -> EventStream {
 pub(super) async fn stream_run(
     State(state): State<AppState>,
     current: CurrentUser,
-    Path(run_id): Path<String>,
+    PathId(run_id): PathId,
     Query(query): Query<StreamQuery>,
     headers: HeaderMap,
 ) -> Result<Sse<axum::response::sse::KeepAliveStream<EventStream>>, AppError> {
-    let run_id = uuid::Uuid::parse_str(&run_id).map_err(|_| AppError::NotFound)?;
     let run = store::find_run_owned(&state.db, current.user.id, run_id)
         .await?
         .ok_or(AppError::NotFound)?;

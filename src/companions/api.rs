@@ -1,6 +1,6 @@
 //! The companions JSON API under `/api/v1/companions`.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -18,6 +18,7 @@ use crate::db::Timestamp;
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::web::CurrentUser;
+use crate::web::PathId;
 use crate::web::forms::FormErrors;
 use crate::web::upload::FormSubmission;
 
@@ -83,11 +84,6 @@ impl From<CompanionRecord> for CompanionJson {
             updated_at: record.updated_at,
         }
     }
-}
-
-/// Path ids that are not UUIDs are simply not found.
-pub(super) fn parse_id(raw: &str) -> Result<Uuid, AppError> {
-    Uuid::parse_str(raw).map_err(|_| AppError::NotFound)
 }
 
 fn object(body: Value) -> Result<Map<String, Value>, AppError> {
@@ -158,19 +154,18 @@ async fn create_companion(
 async fn show_companion(
     State(state): State<AppState>,
     current: CurrentUser,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<Json<CompanionJson>, AppError> {
-    let record = actions::find(&state, &current.user, parse_id(&id)?).await?;
+    let record = actions::find(&state, &current.user, id).await?;
     Ok(Json(record.into()))
 }
 
 async fn update_companion(
     State(state): State<AppState>,
     current: CurrentUser,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<CompanionJson>, AppError> {
-    let id = parse_id(&id)?;
     let existing = actions::find(&state, &current.user, id).await?;
     let changes = json_body(body)?;
     let base =
@@ -187,9 +182,8 @@ async fn update_companion(
 async fn delete_companion(
     State(state): State<AppState>,
     current: CurrentUser,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<StatusCode, AppError> {
-    let id = parse_id(&id)?;
     actions::find(&state, &current.user, id).await?;
     actions::count_change(&state, &current.user).await?;
     actions::delete(&state, &current.user, id).await?;
@@ -199,10 +193,9 @@ async fn delete_companion(
 async fn upload_portrait(
     State(state): State<AppState>,
     current: CurrentUser,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     submission: FormSubmission,
 ) -> Result<Json<CompanionJson>, AppError> {
-    let id = parse_id(&id)?;
     actions::find(&state, &current.user, id).await?;
     let Some(file) = submission.file.filter(|f| f.field == "image") else {
         let mut errors = FormErrors::new();

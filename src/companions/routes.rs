@@ -2,20 +2,21 @@
 
 use askama::Template;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
 use super::actions;
-use super::api::{PER_PAGE, parse_id};
+use super::api::PER_PAGE;
 use super::form::{self, FormView};
 use super::options;
 use super::prompt;
 use super::store::{self, CompanionRecord};
 use crate::error::AppError;
 use crate::state::AppState;
+use crate::web::PathId;
 use crate::web::upload::{FormSubmission, MAX_MULTIPART_BYTES};
 use crate::web::{CurrentUser, PageContext};
 
@@ -268,10 +269,10 @@ fn edit_page(
 async fn show_edit(
     State(state): State<AppState>,
     current: CurrentUser,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     Query(query): Query<EditQuery>,
 ) -> Result<Html<String>, AppError> {
-    let record = actions::find(&state, &current.user, parse_id(&id)?).await?;
+    let record = actions::find(&state, &current.user, id).await?;
     let notice = if query.saved.is_some() {
         Some("Saved.")
     } else if query.reset.is_some() {
@@ -288,10 +289,9 @@ async fn show_edit(
 async fn submit_edit(
     State(state): State<AppState>,
     current: CurrentUser,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     submission: FormSubmission,
 ) -> Result<Response, AppError> {
-    let id = parse_id(&id)?;
     let record = actions::find(&state, &current.user, id).await?;
     let rerender = |form: FormView| -> Result<Response, AppError> {
         let page = edit_page(&current, &record, form, None)?;
@@ -327,9 +327,9 @@ async fn submit_edit(
 async fn confirm_delete(
     State(state): State<AppState>,
     current: CurrentUser,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<Html<String>, AppError> {
-    let record = actions::find(&state, &current.user, parse_id(&id)?).await?;
+    let record = actions::find(&state, &current.user, id).await?;
     let name = &record.profile.0.name;
     let page = ConfirmPage {
         page: current.page(format!("Delete {name}"), "companions")?,
@@ -346,9 +346,8 @@ async fn confirm_delete(
 async fn submit_delete(
     State(state): State<AppState>,
     current: CurrentUser,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<Redirect, AppError> {
-    let id = parse_id(&id)?;
     actions::find(&state, &current.user, id).await?;
     actions::count_change(&state, &current.user).await?;
     actions::delete(&state, &current.user, id).await?;
@@ -358,9 +357,9 @@ async fn submit_delete(
 async fn confirm_reset(
     State(state): State<AppState>,
     current: CurrentUser,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<Html<String>, AppError> {
-    let record = actions::find(&state, &current.user, parse_id(&id)?).await?;
+    let record = actions::find(&state, &current.user, id).await?;
     let name = &record.profile.0.name;
     let page = ConfirmPage {
         page: current.page(format!("Wipe {name}'s memory"), "companions")?,
@@ -377,9 +376,8 @@ async fn confirm_reset(
 async fn submit_reset(
     State(state): State<AppState>,
     current: CurrentUser,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<Redirect, AppError> {
-    let id = parse_id(&id)?;
     actions::find(&state, &current.user, id).await?;
     actions::count_change(&state, &current.user).await?;
     actions::reset(&state, &current.user, id).await?;

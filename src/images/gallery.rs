@@ -17,6 +17,7 @@ use crate::companions;
 use crate::error::AppError;
 use crate::media::store::{self, GalleryItem};
 use crate::state::AppState;
+use crate::web::PathId;
 use crate::web::{CurrentUser, PageContext};
 
 /// Pictures per album page.
@@ -214,8 +215,7 @@ async fn show_album(
 }
 
 /// Deletes the row; the file goes now when nothing else refers to it (or with the cleanup).
-async fn remove(state: &AppState, current: &CurrentUser, raw: &str) -> Result<(), AppError> {
-    let id = Uuid::parse_str(raw).map_err(|_| AppError::NotFound)?;
+async fn remove(state: &AppState, current: &CurrentUser, id: Uuid) -> Result<(), AppError> {
     let key = store::delete_owned(&state.db, current.user.id, id)
         .await?
         .ok_or(AppError::NotFound)?;
@@ -233,10 +233,10 @@ struct DeleteForm {
 async fn delete_form(
     State(state): State<AppState>,
     current: CurrentUser,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     Form(form): Form<DeleteForm>,
 ) -> Result<Response, AppError> {
-    remove(&state, &current, &id).await?;
+    remove(&state, &current, id).await?;
     // Back to the album it was in, when that is a valid album name.
     let back = match parse_album(&form.album) {
         Ok(_) => format!("/gallery/{}", form.album),
@@ -248,8 +248,8 @@ async fn delete_form(
 async fn delete_json(
     State(state): State<AppState>,
     current: CurrentUser,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<Response, AppError> {
-    remove(&state, &current, &id).await?;
+    remove(&state, &current, id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

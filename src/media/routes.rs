@@ -1,17 +1,17 @@
 //! `GET /media/{image_id}`: an image, to its owner only, cached for good.
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
-use uuid::Uuid;
 
 use super::{MediaStorage, store};
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::web::CurrentUser;
+use crate::web::PathId;
 
 /// `/media/{image_id}`.
 pub fn router() -> Router<AppState> {
@@ -29,12 +29,11 @@ struct MediaQuery {
 async fn show_image(
     State(state): State<AppState>,
     current: CurrentUser,
-    Path(image_id): Path<String>,
+    PathId(id): PathId,
     Query(query): Query<MediaQuery>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    // Malformed ids are simply not found, like other people's.
-    let id = Uuid::parse_str(&image_id).map_err(|_| AppError::NotFound)?;
+    // Malformed ids are simply not found, like other people's (PathId).
     let image = store::find_owned(&state.db, current.user.id, id)
         .await?
         .ok_or(AppError::NotFound)?;
