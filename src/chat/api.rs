@@ -154,7 +154,7 @@ async fn owned_message(
 
 /// 409 `run_active` before anything is counted against a limit (the insert still decides races).
 async fn refuse_while_active(state: &AppState, companion: Uuid) -> Result<(), AppError> {
-    match companions::store::active_run(&state.db, companion).await? {
+    match store::active_run(&state.db, companion).await? {
         Some(_) => Err(run_active()),
         None => Ok(()),
     }

@@ -7,6 +7,7 @@
 
 mod analysis;
 mod api;
+mod memory;
 pub mod prompt;
 pub mod render;
 mod reply_text;
@@ -22,5 +23,7 @@ use crate::state::AppState;
 
 /// The chat page and APIs.
 pub fn router() -> Router<AppState> {
-    routes::router().merge(api::router())
+    routes::router()
+        .merge(api::router())
+        .merge(memory::router())
 }

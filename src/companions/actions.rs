@@ -1,8 +1,9 @@
-//! What pages and the JSON API both do to companions: create, update, portraits, reset, delete.
+//! What pages and the JSON API both do to companions: create, update, portraits, delete (the memory wipe is
+//! chat's, `chat::memory`).
 
 use uuid::Uuid;
 
-use super::profile::{LiveState, Profile};
+use super::profile::Profile;
 use super::store::{self, CompanionRecord};
 use crate::error::AppError;
 use crate::media::{self, Crop, MediaStorage};
@@ -122,22 +123,6 @@ async fn stop_active_run(state: &AppState, id: Uuid) -> Result<(), AppError> {
     if let Some(run) = store::active_run(&state.db, id).await? {
         state.engine.cancel(run);
     }
-    Ok(())
-}
-
-/// Wipes the companion's memory: the conversation and its runs go, and the default outfit, the living room
-/// and "looking at viewer" come back.
-pub async fn reset(state: &AppState, user: &SessionUser, id: Uuid) -> Result<(), AppError> {
-    let record = find(state, user, id).await?;
-    stop_active_run(state, id).await?;
-    let pictures = media::store::keys_of_conversation(&state.db, id).await?;
-    store::delete_conversation(&state.db, id).await?;
-    crate::media::cleanup::discard_unreferenced(&state.db, &state.media, pictures).await;
-    let initial = LiveState::initial(&record.profile);
-    if !store::reset_live_state(&state.db, user.id, id, &initial).await? {
-        return Err(AppError::NotFound);
-    }
-    tracing::info!(companion_id = %id, "companion memory reset");
     Ok(())
 }
 

@@ -39,10 +39,7 @@ pub(super) fn router() -> Router<AppState> {
             "/companions/{id}/delete",
             get(confirm_delete).post(submit_delete),
         )
-        .route(
-            "/companions/{id}/reset",
-            get(confirm_reset).post(submit_reset),
-        )
+        .route("/companions/{id}/reset", get(confirm_reset))
 }
 
 /// One card of the list.
@@ -371,15 +368,4 @@ async fn confirm_reset(
         cancel: format!("/companions/{}/edit", record.id),
     };
     Ok(Html(page.render()?))
-}
-
-async fn submit_reset(
-    State(state): State<AppState>,
-    current: CurrentUser,
-    PathId(id): PathId,
-) -> Result<Redirect, AppError> {
-    actions::find(&state, &current.user, id).await?;
-    actions::count_change(&state, &current.user).await?;
-    actions::reset(&state, &current.user, id).await?;
-    Ok(Redirect::to(&format!("/companions/{id}/edit?reset=1")))
 }

@@ -198,8 +198,8 @@ pub async fn update_live_state(
     }.await)
 }
 
-/// The unfinished chat run of a companion, if any. (Chat's table, read here for Stop-on-delete and the memory
-/// wipe until those move to chat; the status list is `chat::run_status::active_run_statuses!`'s.)
+/// The unfinished chat run of a companion, if any, to stop it when the companion is deleted. (Chat's table:
+/// companions cannot import chat, which builds on it; the status list is the one in chat's `run_status`.)
 pub async fn active_run(db: &Db, id: Uuid) -> Result<Option<Uuid>, sqlx::Error> {
     db_dispatch!(db, pool => sqlx::query_scalar(
         "SELECT id FROM chat_runs WHERE companion_id = $1 \
@@ -208,13 +208,4 @@ pub async fn active_run(db: &Db, id: Uuid) -> Result<Option<Uuid>, sqlx::Error> 
     .bind(id)
     .fetch_optional(pool)
     .await)
-}
-
-/// Deletes the conversation (its runs go with the user messages they answer).
-pub async fn delete_conversation(db: &Db, id: Uuid) -> Result<(), sqlx::Error> {
-    db_dispatch!(db, pool => sqlx::query("DELETE FROM messages WHERE companion_id = $1")
-        .bind(id)
-        .execute(pool)
-        .await
-        .map(|_| ()))
 }

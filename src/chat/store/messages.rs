@@ -196,3 +196,12 @@ pub async fn export_page(
     .fetch_all(pool)
     .await)
 }
+
+/// Deletes a companion's whole conversation (its runs go with the user messages they answer).
+pub async fn delete_conversation(db: &Db, companion: Uuid) -> Result<(), sqlx::Error> {
+    db_dispatch!(db, pool => sqlx::query("DELETE FROM messages WHERE companion_id = $1")
+        .bind(companion)
+        .execute(pool)
+        .await
+        .map(|_| ()))
+}

@@ -13,8 +13,8 @@ use crate::db_dispatch;
 mod messages;
 
 pub use messages::{
-    ExportedMessage, MessageRow, delete_message, export_page, history_before, message,
-    message_companion, messages, rewrite_from,
+    ExportedMessage, MessageRow, delete_conversation, delete_message, export_page, history_before,
+    message, message_companion, messages, rewrite_from,
 };
 
 /// A run row.
@@ -643,6 +643,16 @@ where
             .await?;
     }
     Ok(())
+}
+
+/// The unfinished run of a companion, if any.
+pub async fn active_run(db: &Db, companion: Uuid) -> Result<Option<Uuid>, sqlx::Error> {
+    db_dispatch!(db, pool => sqlx::query_scalar(
+        concat!("SELECT id FROM chat_runs WHERE companion_id = $1 AND status IN ", active_run_statuses!()),
+    )
+    .bind(companion)
+    .fetch_optional(pool)
+    .await)
 }
 
 #[cfg(test)]
