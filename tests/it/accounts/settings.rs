@@ -177,7 +177,7 @@ async fn the_export_is_a_zip_of_everything_but_secrets(backend: Backend) {
     let (status, started) = send_with_picture(&alice, &companion, "Show me where you are").await;
     assert_eq!(status, StatusCode::ACCEPTED, "{started}");
     read_all(&alice, started["stream_url"].as_str().unwrap()).await;
-    // More than one page of messages (the export reads 500 at a time).
+    // More than one page of older messages (the export reads 500 at a time).
     crate::support::fill_history(&app, &companion, 1_100, "older words").await;
     // Someone else's things stay out.
     let bob = app.signed_in("bob").await;
@@ -229,10 +229,12 @@ async fn the_export_is_a_zip_of_everything_but_secrets(backend: Backend) {
     assert!(files.contains_key(portrait), "{portrait} in {names:?}");
 
     let messages = json_lines(&files[&format!("conversations/{companion}.jsonl")]);
-    assert_eq!(messages.len(), 2 + 1_100, "every message, across pages");
-    assert_eq!(messages[0]["role"], "user");
-    assert_eq!(messages[0]["content"], "Show me where you are");
-    let reply = &messages[1];
+    assert_eq!(messages.len(), 1_100 + 2, "every message, across pages");
+    assert_eq!(messages[0]["content"], "0: older words", "oldest first");
+    assert_eq!(messages[1_099]["content"], "1099: older words");
+    assert_eq!(messages[1_100]["role"], "user");
+    assert_eq!(messages[1_100]["content"], "Show me where you are");
+    let reply = &messages[1_101];
     assert_eq!(reply["role"], "assistant");
     assert!(
         reply["scene"].is_object(),
@@ -240,11 +242,6 @@ async fn the_export_is_a_zip_of_everything_but_secrets(backend: Backend) {
     );
     let picture = reply["picture"].as_str().expect("the reply's picture");
     assert!(files.contains_key(picture), "{picture} in {names:?}");
-    assert_eq!(messages[2]["content"], "0: older words");
-    assert_eq!(
-        messages[1_101]["content"], "1099: older words",
-        "oldest first"
-    );
 
     let pictures = json_lines(&files["pictures.jsonl"]);
     assert_eq!(pictures.len(), 2, "the portrait and the chat picture");

@@ -356,10 +356,11 @@ where
     }
 }
 
-/// Stores `turns` messages of `text` for the companion, alternating user and assistant, oldest first.
+/// Stores `turns` messages of `text` for the companion, alternating user and assistant, oldest first, a day
+/// ago — so they are older than anything the test sends, however fast it runs.
 pub async fn fill_history(app: &TestApp, companion: &str, turns: usize, text: &str) {
     let companion = uuid::Uuid::parse_str(companion).unwrap();
-    let start = companion_hub::db::Timestamp::now();
+    let start = companion_hub::db::Timestamp::now() - std::time::Duration::from_secs(86_400);
     for i in 0..turns {
         let role = if i % 2 == 0 { "user" } else { "assistant" };
         let at = start + std::time::Duration::from_millis(i as u64);
