@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::render;
+use super::display::{ShownMessage, ShownPicture};
 use super::store::{self, MessageRow, NewRun, RunKind, RunRow, RunStatus, StartError};
 use super::stream::stream_run;
 use crate::companions;
@@ -55,20 +55,16 @@ fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, AppError> {
         .map_err(|rejection| AppError::BadRequest(rejection.body_text()))
 }
 
-/// A message as JSON, with its display HTML.
+/// A message as JSON, with its display form ([`ShownMessage`]).
 pub fn message_json(message: &MessageRow) -> Value {
+    let shown = ShownMessage::of(message);
     json!({
         "id": message.id,
         "role": message.role,
         "content": message.content,
-        "html": render::to_html(&message.content),
-        "image_url": message.image_id.map(|id| format!("/media/{id}")),
-        "image": message.image_id.map(|id| json!({
-            "id": id,
-            "url": format!("/media/{id}"),
-            "width": message.image_width,
-            "height": message.image_height,
-        })),
+        "html": shown.html,
+        "image_url": shown.image.as_ref().map(|picture| picture.url.clone()),
+        "image": shown.image.as_ref().map(ShownPicture::json),
         "image_error": message.image_error,
         "finish_reason": message.finish_reason,
         "created_at": message.created_at,

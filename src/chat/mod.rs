@@ -7,6 +7,7 @@
 
 mod analysis;
 mod api;
+pub mod display;
 mod memory;
 pub mod prompt;
 pub mod render;

@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::response::Html;
 use axum::routing::get;
 
-use super::render;
+use super::display::ShownMessage;
 use super::store::{self, RunKind, RunStatus};
 use crate::companions;
 use crate::error::AppError;
@@ -21,24 +21,6 @@ pub(super) fn router() -> Router<AppState> {
     Router::new().route("/companions/{id}/chat", get(show_chat))
 }
 
-/// One message as the page shows it.
-struct Bubble {
-    id: String,
-    role: String,
-    html: String,
-    image: Option<Picture>,
-    image_error: Option<String>,
-    /// The reply stopped at the token limit.
-    cut_at_limit: bool,
-}
-
-/// A message's picture.
-struct Picture {
-    url: String,
-    width: i32,
-    height: i32,
-}
-
 /// Renders: the conversation with one companion.
 #[derive(Template)]
 #[template(path = "chat/page.html")]
@@ -51,7 +33,7 @@ struct ChatPage {
     wearing: String,
     location: String,
     action: String,
-    bubbles: Vec<Bubble>,
+    bubbles: Vec<ShownMessage>,
     has_more: bool,
     active_run: Option<String>,
     active_picture_of: Option<String>,
@@ -121,21 +103,7 @@ async fn show_chat(
         wearing: live.describe_outfit(),
         location: live.location.clone(),
         action: live.action.clone(),
-        bubbles: rows
-            .into_iter()
-            .map(|m| Bubble {
-                id: m.id.to_string(),
-                html: render::to_html(&m.content),
-                image: m.image_id.map(|id| Picture {
-                    url: format!("/media/{id}"),
-                    width: m.image_width.unwrap_or(0),
-                    height: m.image_height.unwrap_or(0),
-                }),
-                image_error: m.image_error,
-                cut_at_limit: m.finish_reason.as_deref() == Some("length"),
-                role: m.role,
-            })
-            .collect(),
+        bubbles: rows.iter().map(ShownMessage::of).collect(),
         has_more,
         active_run,
         active_picture_of,

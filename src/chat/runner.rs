@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use super::display::ShownPicture;
 use super::reply_text::TrimmedStream;
 use super::store::{self, Finished, RunKind, RunRow, RunStatus};
 use super::{analysis, prompt, render};
@@ -831,16 +832,10 @@ async fn done_event(db: &Db, companion: Uuid, message_id: Uuid, fallback: &str) 
     let content = message
         .as_ref()
         .map_or_else(|| fallback.to_owned(), |m| m.content.clone());
-    let image = message.as_ref().and_then(|m| {
-        Some(
-            Generated {
-                image_id: m.image_id?,
-                width: u32::try_from(m.image_width.unwrap_or(0)).unwrap_or(0),
-                height: u32::try_from(m.image_height.unwrap_or(0)).unwrap_or(0),
-            }
-            .event(),
-        )
-    });
+    let image = message
+        .as_ref()
+        .and_then(ShownPicture::of)
+        .map(|picture| picture.json());
     let (image_error, finish_reason) = match message {
         Some(m) => (m.image_error, m.finish_reason),
         None => (None, None),
