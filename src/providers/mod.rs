@@ -116,6 +116,47 @@ pub fn join_url(base: &str, path: &str) -> String {
 mod tests {
     use super::*;
 
+    /// A response whose body arrives in `chunks` pieces of `size` bytes, with no Content-Length.
+    fn streamed(chunks: usize, size: usize) -> reqwest::Response {
+        let pieces = (0..chunks).map(move |_| Ok::<_, std::io::Error>(vec![b'a'; size]));
+        let body = reqwest::Body::wrap_stream(futures_util::stream::iter(pieces));
+        reqwest::Response::from(axum::http::Response::new(body))
+    }
+
+    #[tokio::test]
+    async fn a_body_over_its_cap_is_refused_without_being_kept() {
+        assert_eq!(
+            read_capped(streamed(4, 1000), 4000)
+                .await
+                .map(|b| b.len())
+                .ok(),
+            Some(4000)
+        );
+        assert!(matches!(
+            read_capped(streamed(5, 1000), 4000).await,
+            Err(CappedRead::TooLarge)
+        ));
+        // A declared length over the cap is refused before anything is read.
+        let declared = axum::http::Response::builder()
+            .header("content-length", "5000")
+            .body(reqwest::Body::from(vec![b'a'; 5000]))
+            .expect("a response");
+        assert!(matches!(
+            read_capped(reqwest::Response::from(declared), 4000).await,
+            Err(CappedRead::TooLarge)
+        ));
+    }
+
+    #[tokio::test]
+    async fn an_error_body_is_read_only_up_to_its_prefix() {
+        let text = read_prefix(streamed(1_000, 1024), 16 * 1024).await;
+        assert_eq!(
+            text.len(),
+            16 * 1024,
+            "one megabyte sent, sixteen kilobytes read"
+        );
+    }
+
     #[test]
     fn paths_are_appended_not_substituted() {
         assert_eq!(

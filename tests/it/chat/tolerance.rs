@@ -71,6 +71,28 @@ async fn unusable_analyses_keep_the_scene_and_are_counted(backend: Backend) {
     assert!(after >= before + 1.0, "{before} → {after}");
 }
 
+async fn an_oversized_analysis_answer_is_refused_and_the_reply_still_stands(backend: Backend) {
+    let llm = FakeLlm::start().await;
+    let (app, alice, companion) = setup(backend, &llm, &[]).await;
+    let failed = "scene_analyses_total{outcome=\"failed\"}";
+    let before = counter(&app.metrics().await, failed);
+    // Two megabytes of "JSON": over the 1 MiB cap of a non-streamed answer.
+    let huge = format!(
+        r#"{{"location": "beach", "action": "{}"}}"#,
+        "x".repeat(2 * 1024 * 1024)
+    );
+    llm.analyse(Analysed::Content(huge));
+    let (_, started) = send(&alice, &companion, "hi").await;
+    let events = read_all(&alice, started["stream_url"].as_str().unwrap()).await;
+    assert!(last(&events, "done").is_some(), "the run still completes");
+    assert_eq!(
+        live_state(&alice, &companion).await["location"],
+        "living room",
+        "nothing of the oversized answer was applied"
+    );
+    assert!(counter(&app.metrics().await, failed) >= before + 1.0);
+}
+
 async fn json_mode_is_asked_for_and_dropped_when_the_provider_refuses_it(backend: Backend) {
     let llm = FakeLlm::start().await;
     let (_app, alice, companion) = setup(backend, &llm, &[]).await;
@@ -201,6 +223,7 @@ async fn a_context_refusal_shortens_the_history_and_retries_once(backend: Backen
 on_both_backends!(
     an_outfit_written_as_a_string_changes_the_clothes,
     unusable_analyses_keep_the_scene_and_are_counted,
+    an_oversized_analysis_answer_is_refused_and_the_reply_still_stands,
     json_mode_is_asked_for_and_dropped_when_the_provider_refuses_it,
     lists_and_code_in_a_reply_are_rendered,
     a_cjk_conversation_fits_the_context_window,
