@@ -264,12 +264,21 @@ async fn write_conversation(
                 "picture_error": message.image_error,
                 "scene": message.scene.map(|scene| scene.0),
             });
-            let mut bytes = serde_json::to_vec(&line)?;
-            bytes.push(b'\n');
-            lines.write_all(&bytes).await?;
+            write_line(&mut lines, &line).await?;
         }
     }
     lines.close().await?;
+    Ok(())
+}
+
+/// One JSON object and a newline, into a `.jsonl` entry.
+async fn write_line(
+    lines: &mut (impl futures_util::AsyncWrite + Unpin),
+    line: &Value,
+) -> anyhow::Result<()> {
+    let mut bytes = serde_json::to_vec(line)?;
+    bytes.push(b'\n');
+    lines.write_all(&bytes).await?;
     Ok(())
 }
 
@@ -288,7 +297,7 @@ async fn write_picture_index(
         };
         after = Some(last.id);
         for image in page {
-            let line: Value = json!({
+            let line = json!({
                 "id": image.id,
                 "file": picture_file(image.id, &image.storage_key),
                 "source": image.source,
@@ -299,9 +308,7 @@ async fn write_picture_index(
                 "height": image.height,
                 "created_at": image.created_at,
             });
-            let mut bytes = serde_json::to_vec(&line)?;
-            bytes.push(b'\n');
-            lines.write_all(&bytes).await?;
+            write_line(&mut lines, &line).await?;
         }
     }
     lines.close().await?;
