@@ -5,15 +5,12 @@
 //! one; a cookie for another account, or altered in any bit, counts as no cookie at all. Each successful
 //! sign-in issues a fresh one (a new nonce), so a locked cookie is replaced as soon as its owner gets in.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use uuid::Uuid;
 
 use crate::web::keys::Key;
 
 const ID_BYTES: usize = 16;
 const NONCE_BYTES: usize = 16;
-const TAG_BYTES: usize = 32;
 
 /// A valid device cookie's content.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,33 +25,23 @@ pub struct Device {
 pub fn issue(key: &Key, user: Uuid) -> Result<String, getrandom::Error> {
     let mut nonce = [0_u8; NONCE_BYTES];
     getrandom::fill(&mut nonce)?;
-    let tag = key.digest(&[user.as_bytes(), &nonce]);
-    let mut value = Vec::with_capacity(ID_BYTES + NONCE_BYTES + TAG_BYTES);
-    value.extend_from_slice(user.as_bytes());
-    value.extend_from_slice(&nonce);
-    value.extend_from_slice(&tag);
-    Ok(URL_SAFE_NO_PAD.encode(value))
+    Ok(key.seal(&[user.as_bytes(), &nonce]))
 }
 
 /// The device a cookie value stands for, when it is ours and unaltered.
 pub fn read(key: &Key, value: &str) -> Option<Device> {
-    let bytes = URL_SAFE_NO_PAD.decode(value).ok()?;
-    if bytes.len() != ID_BYTES + NONCE_BYTES + TAG_BYTES {
-        return None;
-    }
-    let (id, rest) = bytes.split_at(ID_BYTES);
-    let (nonce, tag) = rest.split_at(NONCE_BYTES);
-    if !key.verify(&[id, nonce], tag) {
-        return None;
-    }
+    let parts = key.open(value, &[ID_BYTES, NONCE_BYTES])?;
     Some(Device {
-        user: Uuid::from_slice(id).ok()?,
-        nonce: nonce.try_into().ok()?,
+        user: Uuid::from_slice(&parts[0]).ok()?,
+        nonce: parts[1].as_slice().try_into().ok()?,
     })
 }
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
     use super::*;
     use crate::web::keys::test_key;
 

@@ -7,6 +7,8 @@
 //! instead of plain SHA-256 keep the tables free of anything guessable: an IPv4 address or a login name
 //! cannot be found by hashing candidates without the secret.
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use tokio::sync::OnceCell;
@@ -15,6 +17,8 @@ use crate::db::{Db, Timestamp};
 use crate::db_dispatch;
 
 type HmacSha256 = Hmac<Sha256>;
+/// The length of a digest (and of a sealed value's tag).
+const TAG_BYTES: usize = 32;
 
 /// What a derived key is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +75,33 @@ impl Key {
     /// True when `tag` is the digest of `parts` (compared in constant time).
     pub fn verify(&self, parts: &[&[u8]], tag: &[u8]) -> bool {
         self.mac(parts).verify_slice(tag).is_ok()
+    }
+
+    /// `base64url(part₁ ‖ … ‖ partₙ ‖ HMAC(parts))`: a value (a cookie) only this key can have made.
+    pub fn seal(&self, parts: &[&[u8]]) -> String {
+        let mut value: Vec<u8> = parts.concat();
+        value.extend_from_slice(&self.digest(parts));
+        URL_SAFE_NO_PAD.encode(value)
+    }
+
+    /// The parts of a [`seal`](Self::seal)ed value, each as long as `lengths` says, when this key made it
+    /// and not one bit changed since; `None` otherwise.
+    pub fn open(&self, value: &str, lengths: &[usize]) -> Option<Vec<Vec<u8>>> {
+        let bytes = URL_SAFE_NO_PAD.decode(value).ok()?;
+        let payload_len: usize = lengths.iter().sum();
+        if bytes.len() != payload_len + TAG_BYTES {
+            return None;
+        }
+        let (payload, tag) = bytes.split_at(payload_len);
+        let mut parts = Vec::with_capacity(lengths.len());
+        let mut rest = payload;
+        for length in lengths {
+            let (part, tail) = rest.split_at(*length);
+            parts.push(part);
+            rest = tail;
+        }
+        self.verify(&parts, tag)
+            .then(|| parts.into_iter().map(<[u8]>::to_vec).collect())
     }
 }
 

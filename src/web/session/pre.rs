@@ -9,8 +9,6 @@
 
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use uuid::Uuid;
 
 use super::Session;
@@ -19,7 +17,6 @@ use crate::web::keys::Key;
 
 const SECRET_BYTES: usize = 32;
 const EXPIRY_BYTES: usize = 8;
-const TAG_BYTES: usize = 32;
 
 /// A new pre-session living `lifetime`, and its cookie value.
 pub fn issue(
@@ -31,33 +28,19 @@ pub fn issue(
     getrandom::fill(&mut secret)?;
     let expires_at = now + lifetime;
     let expiry = expires_at.unix_seconds().to_be_bytes();
-    let tag = key.digest(&[&secret, &expiry]);
-    let mut value = Vec::with_capacity(SECRET_BYTES + EXPIRY_BYTES + TAG_BYTES);
-    value.extend_from_slice(&secret);
-    value.extend_from_slice(&expiry);
-    value.extend_from_slice(&tag);
-    Ok((
-        session(secret, now, expires_at),
-        URL_SAFE_NO_PAD.encode(value),
-    ))
+    let value = key.seal(&[&secret, &expiry]);
+    Ok((session(secret, now, expires_at), value))
 }
 
 /// The pre-session a cookie value stands for, when it is ours, unaltered and not expired.
 pub fn read(key: &Key, value: &str, now: Timestamp) -> Option<Session> {
-    let bytes = URL_SAFE_NO_PAD.decode(value).ok()?;
-    if bytes.len() != SECRET_BYTES + EXPIRY_BYTES + TAG_BYTES {
-        return None;
-    }
-    let (secret, rest) = bytes.split_at(SECRET_BYTES);
-    let (expiry, tag) = rest.split_at(EXPIRY_BYTES);
-    if !key.verify(&[secret, expiry], tag) {
-        return None;
-    }
-    let expires_at = Timestamp::from_unix_seconds(i64::from_be_bytes(expiry.try_into().ok()?))?;
+    let parts = key.open(value, &[SECRET_BYTES, EXPIRY_BYTES])?;
+    let expiry: [u8; EXPIRY_BYTES] = parts[1].as_slice().try_into().ok()?;
+    let expires_at = Timestamp::from_unix_seconds(i64::from_be_bytes(expiry))?;
     if expires_at <= now {
         return None;
     }
-    let secret: [u8; SECRET_BYTES] = secret.try_into().ok()?;
+    let secret: [u8; SECRET_BYTES] = parts[0].as_slice().try_into().ok()?;
     Some(session(secret, now, expires_at))
 }
 
@@ -74,6 +57,9 @@ fn session(csrf_secret: [u8; SECRET_BYTES], now: Timestamp, expires_at: Timestam
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
     use super::*;
     use crate::web::keys::test_key;
 
