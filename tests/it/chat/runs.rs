@@ -7,11 +7,19 @@ use super::{conversation, send, setup};
 use crate::on_both_backends;
 use crate::support::Backend;
 use crate::support::fake_llm::{FakeLlm, Streamed, gate, pieces};
-use crate::support::sse::{last, read_all, text_of};
+use crate::support::sse::{last, read, read_all, text_of};
 
 async fn a_run_streams_the_reply_updates_the_state_and_stores_it_once(backend: Backend) {
     let llm = FakeLlm::start().await;
     let (app, alice, companion) = setup(backend, &llm, &[]).await;
+    // The model waits after its first token until the subscriber below has seen it, so the reply reaches the
+    // subscriber token by token however fast the run is (a late subscriber would get the text in one piece).
+    let hold = gate();
+    llm.stream(Streamed::Paused {
+        before: pieces(&["Hello"]),
+        gate: hold.clone(),
+        after: pieces(&[", wörld!"]),
+    });
     let response = alice
         .client
         .post(alice.url(&format!("/api/v1/companions/{companion}/messages")))
@@ -29,7 +37,18 @@ async fn a_run_streams_the_reply_updates_the_state_and_stores_it_once(backend: B
         format!("/api/chat/stream/{}", started["run_id"].as_str().unwrap())
     );
 
-    let events = read_all(&alice, &stream_url).await;
+    let mut events = read(&alice, &stream_url, None, |events| {
+        text_of(events) == "Hello"
+    })
+    .await;
+    hold.add_permits(1);
+    let seen = events
+        .iter()
+        .rev()
+        .find(|e| e.event == "token")
+        .map(|e| e.id.clone())
+        .expect("the first token");
+    events.extend(read(&alice, &stream_url, Some(&seen), |_| false).await);
     assert_eq!(text_of(&events), "Hello, wörld!");
     let tokens: Vec<_> = events.iter().filter(|e| e.event == "token").collect();
     assert!(tokens.len() >= 2, "token by token: {events:?}");
