@@ -5,6 +5,7 @@
 //! stored as a message exactly once, in the transaction that completes the run; a dropped connection resumes
 //! at its byte offset; model output and user text are shown as text with a small markdown subset.
 
+mod actions;
 mod analysis;
 mod api;
 pub mod display;
