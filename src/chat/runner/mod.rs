@@ -1,0 +1,215 @@
+//! Executing a chat run for the engine ([`RunExecutor`]): claim it, drive its steps within its deadline, end
+//! it. The steps live beside this file — `respond.rs` (stream the reply), `analyze.rs` (update the live
+//! state), `picture.rs` (the picture of the scene), `ending.rs` (store the reply exactly once, or record a
+//! stop or a failure, and the event each ending publishes); `step_error.rs` says why a step did not complete.
+//!
+//! Each step is an async function of the executor (which holds the shared database, model client and stream
+//! hub) with serialisable inputs and outputs — run id (and reply text) in; reply text, state JSON or message id
+//! out — so a different engine can run them unchanged as activities. A run resumed after a crash starts
+//! `respond` again when the reply was unfinished (subscribers get `reset`), or continues with the analysis
+//! when the reply was complete. Every run ends within its deadline: completed, failed (with a retryable
+//! error), or cancelled.
+
+mod analyze;
+mod ending;
+mod picture;
+mod respond;
+mod step_error;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use super::store::{self, RunKind, RunRow, RunStatus};
+use crate::db::{Db, Timestamp};
+use crate::engine::{RunChannel, RunEvent, RunExecutor, StreamHub};
+use crate::images::generate::Imaging;
+use crate::providers::llm::LlmClient;
+
+pub use ending::terminal_event;
+pub use respond::{Reply, STREAM_ATTEMPTS};
+pub use step_error::StepError;
+
+/// How long a claim on a run lasts without renewal; renewed while the run makes progress.
+pub const LEASE: Duration = Duration::from_secs(30);
+
+/// Runs chat runs against the database, the model and the stream hub.
+#[derive(Clone)]
+pub struct ChatExecutor {
+    db: Db,
+    llm: Option<LlmClient>,
+    imaging: Imaging,
+    hub: Arc<StreamHub>,
+    instance: Arc<str>,
+}
+
+impl ChatExecutor {
+    /// An executor for this instance (`instance` names its leases).
+    pub fn new(
+        db: Db,
+        llm: Option<LlmClient>,
+        imaging: Imaging,
+        hub: Arc<StreamHub>,
+        instance: impl Into<Arc<str>>,
+    ) -> Self {
+        Self {
+            db,
+            llm,
+            imaging,
+            hub,
+            instance: instance.into(),
+        }
+    }
+
+    async fn execute_run(self, run_id: Uuid, cancel: CancellationToken) {
+        let now = Timestamp::now();
+        match store::claim(&self.db, run_id, &self.instance, now + LEASE, now).await {
+            Ok(true) => {}
+            Ok(false) => {
+                self.not_ours(run_id).await;
+                return;
+            }
+            Err(err) => {
+                tracing::warn!(run_id = %run_id, error = %err, "cannot claim a chat run");
+                self.not_ours(run_id).await;
+                return;
+            }
+        }
+        let run = match store::find_run(&self.db, run_id).await {
+            Ok(Some(run)) => run,
+            Ok(None) => return,
+            Err(err) => {
+                tracing::warn!(run_id = %run_id, error = %err, "cannot load a chat run");
+                return;
+            }
+        };
+        let span =
+            tracing::info_span!("chat_run", run_id = %run.id, correlation_id = %run.correlation_id);
+        self.drive(run, cancel).instrument(span).await;
+    }
+
+    async fn drive(&self, run: RunRow, cancel: CancellationToken) {
+        let channel = self.hub.open(run.id);
+        let remaining = Duration::from_secs(Timestamp::now().seconds_until(run.deadline_at));
+        let outcome = tokio::time::timeout(remaining, self.steps(&run, &cancel)).await;
+        let result = match outcome {
+            Ok(result) => result,
+            Err(_) => Err(StepError::failed(
+                "deadline_exceeded",
+                "The reply took too long and was stopped.",
+                true,
+            )),
+        };
+        match result {
+            Ok(()) => {}
+            Err(StepError::Cancelled) => self.end_cancelled(&run, &channel).await,
+            Err(StepError::Failed {
+                code,
+                message,
+                retryable,
+            }) => {
+                self.end_failed(&run, &channel, code, &message, retryable)
+                    .await
+            }
+        }
+        self.hub.close(run.id);
+    }
+
+    /// The run finished already, or another instance holds it: tell anyone waiting here, then let go.
+    async fn not_ours(&self, run_id: Uuid) {
+        if let Some(channel) = self.hub.get(run_id) {
+            let row = store::find_run(&self.db, run_id).await.ok().flatten();
+            let event = match &row {
+                Some(row) => terminal_event(row, &self.db).await,
+                None => None,
+            };
+            channel.publish(event.unwrap_or_else(|| {
+                RunEvent::Error {
+                    code: "run_elsewhere".into(),
+                    message:
+                        "The reply is being written by another server; reconnecting will follow it."
+                            .into(),
+                    retryable: true,
+                    correlation_id: row.map(|r| r.correlation_id).unwrap_or_default(),
+                }
+            }));
+            self.hub.close(run_id);
+        }
+    }
+
+    async fn publish_progress(
+        &self,
+        run: &RunRow,
+        channel: &RunChannel,
+        status: RunStatus,
+        step: &str,
+        progress: u8,
+    ) -> Result<(), StepError> {
+        store::set_progress(&self.db, run.id, status, step, progress).await?;
+        channel.publish(RunEvent::Progress {
+            status: status.as_str().to_owned(),
+            step: step.to_owned(),
+            progress,
+        });
+        Ok(())
+    }
+
+    /// The run as a workflow: respond → analyze → image (when asked) → finalize; a picture-only run
+    /// (a retry of a failed picture) is image → finalize.
+    async fn steps(&self, run: &RunRow, cancel: &CancellationToken) -> Result<(), StepError> {
+        if run.kind == RunKind::Image {
+            self.image_step(run.id, cancel).await?;
+            let nothing = Reply {
+                text: String::new(),
+                finish: None,
+            };
+            self.finalize_step(run.id, &nothing).await?;
+            return Ok(());
+        }
+        let reply = self.respond_step(run.id, cancel).await?;
+        if cancel.is_cancelled() {
+            return Err(StepError::Cancelled);
+        }
+        self.analyze_step(run.id, &reply.text).await?;
+        if cancel.is_cancelled() {
+            return Err(StepError::Cancelled);
+        }
+        if run.generate_image {
+            self.image_step(run.id, cancel).await?;
+        }
+        self.finalize_step(run.id, &reply).await?;
+        Ok(())
+    }
+
+    async fn load(&self, run_id: Uuid) -> Result<RunRow, StepError> {
+        store::find_run(&self.db, run_id)
+            .await?
+            .ok_or_else(|| StepError::failed("not_found", "The conversation was cleared.", false))
+    }
+}
+
+impl RunExecutor for ChatExecutor {
+    fn execute(&self, run: Uuid, cancel: CancellationToken) -> BoxFuture<'static, ()> {
+        Box::pin(self.clone().execute_run(run, cancel))
+    }
+
+    fn orphaned(&self) -> BoxFuture<'static, anyhow::Result<Vec<Uuid>>> {
+        let db = self.db.clone();
+        Box::pin(async move { Ok(store::orphaned(&db, Timestamp::now()).await?) })
+    }
+
+    fn release_all(&self) -> BoxFuture<'static, ()> {
+        let (db, instance) = (self.db.clone(), self.instance.clone());
+        Box::pin(async move {
+            if let Err(err) = store::release_leases(&db, &instance).await {
+                tracing::warn!(error = %err, "cannot release chat run leases");
+            }
+        })
+    }
+}

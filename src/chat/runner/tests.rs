@@ -1,0 +1,392 @@
+//! The executor's steps against a real SQLite database, without a model: what a resumed run does not do
+//! again, that a reply is stored once, how each ending is recorded and announced, and what the user is told
+//! for each kind of model trouble. The streaming itself (cut streams, context refusals) is exercised against
+//! a fake model server in `tests/it/chat`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::*;
+use crate::chat::store::{MessageRow, NewRun};
+use crate::config::StorageConfig;
+use crate::media::MediaStorage;
+use crate::providers::llm::{ContextSizes, Finish, LlmError};
+
+struct Fixture {
+    db: Db,
+    _dir: tempfile::TempDir,
+    user: Uuid,
+    companion: Uuid,
+    hub: Arc<StreamHub>,
+    executor: ChatExecutor,
+}
+
+async fn fixture() -> Fixture {
+    let (db, dir, user, companion) = crate::db::test_database().await;
+    let media = MediaStorage::open(&StorageConfig::Local(dir.path().join("media"))).expect("media");
+    let settings = crate::Config::from_vars(Vec::<(String, String)>::new())
+        .expect("defaults")
+        .images;
+    let imaging = Imaging::new(db.clone(), media, None, settings);
+    let hub = Arc::new(StreamHub::new());
+    let executor = ChatExecutor::new(db.clone(), None, imaging, hub.clone(), "unit-instance");
+    Fixture {
+        db,
+        _dir: dir,
+        user,
+        companion,
+        hub,
+        executor,
+    }
+}
+
+impl Fixture {
+    async fn run(&self, deadline: Duration) -> RunRow {
+        store::start_run(
+            &self.db,
+            &NewRun {
+                companion: self.companion,
+                user: self.user,
+                new_message: Some("How was your day?"),
+                existing_message: None,
+                replaces: None,
+                client_request_id: None,
+                generate_image: false,
+                correlation_id: "unit-correlation",
+                deadline: Timestamp::now() + deadline,
+                previous_attempts: 0,
+            },
+        )
+        .await
+        .expect("the run starts")
+    }
+
+    async fn reload(&self, run: &RunRow) -> RunRow {
+        store::find_run(&self.db, run.id)
+            .await
+            .expect("query")
+            .expect("the run exists")
+    }
+
+    async fn messages(&self) -> Vec<MessageRow> {
+        store::messages(&self.db, self.companion, None, 10)
+            .await
+            .expect("query")
+    }
+
+    /// The events published on the run's channel from now on.
+    fn listen(&self, run: &RunRow) -> broadcast::Receiver<RunEvent> {
+        self.hub.open(run.id).subscribe().1
+    }
+}
+
+fn received(receiver: &mut broadcast::Receiver<RunEvent>) -> Vec<RunEvent> {
+    std::iter::from_fn(|| receiver.try_recv().ok()).collect()
+}
+
+fn error_code(event: &RunEvent) -> Option<&str> {
+    match event {
+        RunEvent::Error { code, .. } => Some(code),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn without_a_model_a_run_fails_retryably_stores_no_reply_and_says_so() {
+    let fixture = fixture().await;
+    let run = fixture.run(Duration::from_secs(60)).await;
+    let mut events = fixture.listen(&run);
+    fixture
+        .executor
+        .execute(run.id, CancellationToken::new())
+        .await;
+
+    let ended = fixture.reload(&run).await;
+    assert_eq!(ended.status, RunStatus::Failed);
+    assert_eq!(ended.error_code.as_deref(), Some("llm_not_configured"));
+    assert!(ended.retryable, "configuring a model and retrying helps");
+    assert_eq!(fixture.messages().await.len(), 1, "only the user's message");
+    let events = received(&mut events);
+    assert_eq!(
+        events.last().and_then(error_code),
+        Some("llm_not_configured"),
+        "subscribers learn why: {events:?}"
+    );
+    assert!(
+        fixture.hub.get(run.id).is_none(),
+        "the channel is closed after the run"
+    );
+}
+
+#[tokio::test]
+async fn a_run_past_its_deadline_fails_with_deadline_exceeded() {
+    let fixture = fixture().await;
+    let run = fixture.run(Duration::ZERO).await;
+    fixture
+        .executor
+        .execute(run.id, CancellationToken::new())
+        .await;
+    let ended = fixture.reload(&run).await;
+    assert_eq!(ended.status, RunStatus::Failed);
+    assert_eq!(ended.error_code.as_deref(), Some("deadline_exceeded"));
+    assert!(ended.retryable);
+}
+
+#[tokio::test]
+async fn a_run_that_already_ended_is_not_executed_again_and_a_waiting_subscriber_gets_its_end() {
+    let fixture = fixture().await;
+    let run = fixture.run(Duration::from_secs(60)).await;
+    store::fail(&fixture.db, &run, "", "llm_rejected", "Refused.", false)
+        .await
+        .expect("the run fails");
+    let mut events = fixture.listen(&run);
+    fixture
+        .executor
+        .execute(run.id, CancellationToken::new())
+        .await;
+    let events = received(&mut events);
+    assert_eq!(
+        events.iter().filter_map(error_code).collect::<Vec<_>>(),
+        ["llm_rejected"],
+        "the stored ending is replayed, nothing else happens: {events:?}"
+    );
+    assert_eq!(fixture.reload(&run).await.status, RunStatus::Failed);
+}
+
+#[tokio::test]
+async fn a_reply_complete_before_a_crash_is_taken_as_it_was_without_a_model() {
+    let fixture = fixture().await;
+    let run = fixture.run(Duration::from_secs(60)).await;
+    store::save_reply(&fixture.db, run.id, "It was *long*.", "length")
+        .await
+        .expect("save");
+    store::set_progress(&fixture.db, run.id, RunStatus::Analyzing, "Noticing…", 80)
+        .await
+        .expect("progress");
+
+    let reply = fixture
+        .executor
+        .respond_step(run.id, &CancellationToken::new())
+        .await
+        .expect("no model is needed to resume");
+    assert_eq!(
+        reply,
+        Reply {
+            text: "It was *long*.".into(),
+            finish: Some(Finish::Length),
+        }
+    );
+    assert_eq!(
+        fixture.hub.open(run.id).text(),
+        "It was *long*.",
+        "late subscribers catch up from the stored text"
+    );
+}
+
+#[tokio::test]
+async fn an_analysis_already_applied_is_not_applied_twice() {
+    let fixture = fixture().await;
+    let run = fixture.run(Duration::from_secs(60)).await;
+    let state = serde_json::json!({"location": "the harbour"});
+    store::save_state_after(&fixture.db, run.id, &state)
+        .await
+        .expect("save");
+    store::set_progress(&fixture.db, run.id, RunStatus::Imaging, "Picturing…", 85)
+        .await
+        .expect("progress");
+    let after = fixture
+        .executor
+        .analyze_step(run.id, "We walked to the harbour.")
+        .await
+        .expect("the step completes");
+    assert_eq!(after, Some(state), "the recorded state, not a new analysis");
+}
+
+#[tokio::test]
+async fn finalize_stores_the_reply_exactly_once_and_announces_it() {
+    let fixture = fixture().await;
+    let run = fixture.run(Duration::from_secs(60)).await;
+    let mut events = fixture.listen(&run);
+    let reply = Reply {
+        text: "A **good** one.".into(),
+        finish: Some(Finish::Stop),
+    };
+    let stored = fixture
+        .executor
+        .finalize_step(run.id, &reply)
+        .await
+        .expect("finalize")
+        .expect("the reply is stored");
+    let again = fixture
+        .executor
+        .finalize_step(run.id, &reply)
+        .await
+        .expect("finalize again");
+    assert_eq!(again, None, "a second finalize stores nothing");
+
+    let messages = fixture.messages().await;
+    assert_eq!(messages.len(), 2);
+    assert_eq!(messages[0].id, stored);
+    assert_eq!(messages[0].content, "A **good** one.");
+    assert_eq!(messages[0].finish_reason.as_deref(), Some("stop"));
+    let ended = fixture.reload(&run).await;
+    assert_eq!(ended.status, RunStatus::Completed);
+    assert_eq!(ended.assistant_message_id, Some(stored));
+
+    let dones: Vec<_> = received(&mut events)
+        .into_iter()
+        .filter_map(|event| match event {
+            RunEvent::Done {
+                message_id, html, ..
+            } => Some((message_id, html)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(dones.len(), 2, "the second finalize replays the stored end");
+    assert!(dones.iter().all(|(id, _)| *id == stored));
+    assert!(
+        dones[0].1.contains("<strong>good</strong>"),
+        "the done event carries the rendered reply: {}",
+        dones[0].1
+    );
+}
+
+#[tokio::test]
+async fn stop_keeps_what_was_written_as_the_reply_and_without_text_says_stopped() {
+    let fixture = fixture().await;
+    let run = fixture.run(Duration::from_secs(60)).await;
+    let channel = fixture.hub.open(run.id);
+    channel.push_text("I was about to");
+    let mut events = fixture.listen(&run);
+    fixture.executor.end_cancelled(&run, &channel).await;
+    let ended = fixture.reload(&run).await;
+    assert_eq!(ended.status, RunStatus::Cancelled);
+    let kept = ended.assistant_message_id.expect("the text is kept");
+    assert_eq!(fixture.messages().await[0].content, "I was about to");
+    assert!(matches!(
+        received(&mut events).last(),
+        Some(RunEvent::Done { message_id, .. }) if *message_id == kept
+    ));
+
+    // A second run stopped before it wrote anything.
+    let empty = fixture.run(Duration::from_secs(60)).await;
+    let channel = fixture.hub.open(empty.id);
+    let mut events = fixture.listen(&empty);
+    fixture.executor.end_cancelled(&empty, &channel).await;
+    let ended = fixture.reload(&empty).await;
+    assert_eq!(ended.status, RunStatus::Cancelled);
+    assert_eq!(ended.assistant_message_id, None);
+    assert_eq!(
+        received(&mut events).last().and_then(error_code),
+        Some("cancelled")
+    );
+    assert_eq!(
+        terminal_event(&ended, &fixture.db)
+            .await
+            .as_ref()
+            .and_then(error_code),
+        Some("cancelled"),
+        "a late subscriber gets the same end"
+    );
+}
+
+#[tokio::test]
+async fn a_failure_keeps_the_shown_text_as_unfinished_not_as_a_reply() {
+    let fixture = fixture().await;
+    let run = fixture.run(Duration::from_secs(60)).await;
+    let channel = fixture.hub.open(run.id);
+    channel.push_text("Half a rep");
+    fixture
+        .executor
+        .end_failed(&run, &channel, "llm_stream_broken", "Cut.", true)
+        .await;
+    let ended = fixture.reload(&run).await;
+    assert_eq!(ended.status, RunStatus::Failed);
+    assert_eq!(ended.partial_text, "Half a rep");
+    assert_eq!(ended.assistant_message_id, None);
+    assert_eq!(fixture.messages().await.len(), 1, "no reply was stored");
+    match terminal_event(&ended, &fixture.db).await {
+        Some(RunEvent::Error {
+            code,
+            message,
+            retryable,
+            correlation_id,
+        }) => {
+            assert_eq!(
+                (code.as_str(), message.as_str(), retryable),
+                ("llm_stream_broken", "Cut.", true)
+            );
+            assert_eq!(correlation_id, "unit-correlation");
+        }
+        other => panic!("a failed run replays its error: {other:?}"),
+    }
+    assert!(
+        terminal_event(&fixture.run_after(&run).await, &fixture.db)
+            .await
+            .is_none(),
+        "an unfinished run has no end to replay"
+    );
+}
+
+impl Fixture {
+    /// A new, unfinished run after `previous` ended.
+    async fn run_after(&self, previous: &RunRow) -> RunRow {
+        assert!(!self.reload(previous).await.is_active());
+        self.run(Duration::from_secs(60)).await
+    }
+}
+
+#[test]
+fn model_trouble_is_told_with_whether_retry_helps() {
+    let cases = [
+        (
+            LlmError::ContextTooLong {
+                sizes: ContextSizes::default(),
+                detail: String::new(),
+            },
+            "llm_context_exceeded",
+            false,
+        ),
+        (
+            LlmError::Rejected {
+                status: 401,
+                detail: "bad key sk-secret".into(),
+            },
+            "llm_rejected",
+            false,
+        ),
+        (
+            LlmError::Unavailable {
+                attempts: 3,
+                last: "connection refused".into(),
+            },
+            "llm_unavailable",
+            true,
+        ),
+        (
+            LlmError::Malformed("not json".into()),
+            "llm_malformed",
+            true,
+        ),
+    ];
+    for (error, expected_code, expected_retryable) in cases {
+        match StepError::from(error) {
+            StepError::Failed {
+                code,
+                message,
+                retryable,
+            } => {
+                assert_eq!((code, retryable), (expected_code, expected_retryable));
+                assert!(
+                    !message.contains("sk-secret") && !message.contains("connection refused"),
+                    "the provider's words stay in the log: {message}"
+                );
+            }
+            StepError::Cancelled => panic!("a model error is not a stop"),
+        }
+    }
+}
