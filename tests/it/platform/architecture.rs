@@ -2,7 +2,8 @@
 //! modules, infrastructure never imports a feature, and features import each other only one way.
 //!
 //! The scan reads `crate::…` and `super::…` paths (in `use` lines and inline) of every file under `src/`,
-//! outside its `#[cfg(test)] mod tests`, and resolves each to the deepest module that exists.
+//! outside its inline `#[cfg(test)] mod tests { … }` (test files of their own, `tests.rs`, are modules like any
+//! other), and resolves each to the deepest module that exists.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -65,7 +66,7 @@ fn modules() -> BTreeMap<String, String> {
 /// The paths a source mentions: `crate::a::b`, `super::c`, and each member of a `{…}` group after one.
 fn paths_in(source: &str) -> Vec<String> {
     let source = source
-        .find("#[cfg(test)]\nmod tests")
+        .find("#[cfg(test)]\nmod tests {")
         .map_or(source, |end| &source[..end]);
     let is_ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
     let mut found = Vec::new();
