@@ -28,7 +28,7 @@ use crate::db::migrate::{self, MigrationError};
 use crate::db::{ConnectError, Db, Timestamp};
 use crate::engine::{LocalEngine, StreamHub};
 use crate::error::AppError;
-use crate::images::generate::Imaging;
+use crate::media::generate::Imaging;
 use crate::media::{self, MediaStorage};
 use crate::ops::health::{Check, DatabaseProbe, HealthChecks, InProcessProbe, UPSTREAM_CACHE_TTL};
 use crate::ops::jobs::JobLeases;

@@ -14,10 +14,10 @@ use axum::{Form, Json, Router};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::generate::{Destination, GenerateError, Generated};
 use crate::companions;
 use crate::config::ImageSettings;
 use crate::error::AppError;
+use crate::media::generate::{Destination, GenerateError, Generated};
 use crate::media::store::Source;
 use crate::providers::images::GenerationRequest;
 use crate::state::AppState;

@@ -1,8 +1,7 @@
-//! Pictures: the scene prompt, generation through the configured backend, the in-chat image step's
-//! logic, the generator page and the gallery (the `images` table and the file cleanup are `media`'s).
+//! Pictures: the scene prompt, the generator page and the gallery (making and storing one picture through the
+//! backend is `media::generate`; the `images` table and the file cleanup are `media`'s too).
 
 pub mod gallery;
-pub mod generate;
 pub mod generator;
 pub mod prompt;
 

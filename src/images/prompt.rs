@@ -7,7 +7,8 @@
 
 use crate::companions::profile::{LiveState, Profile, WornItem};
 use crate::companions::wardrobe;
-use crate::config::StyleSettings;
+use crate::config::{ImageSettings, StyleSettings};
+use crate::providers::images::GenerationRequest;
 
 /// The longest prompt sent (tags past it are dropped, least important last).
 pub const MAX_PROMPT_CHARS: usize = 1_500;
@@ -201,6 +202,28 @@ fn join_bounded(groups: Vec<Vec<String>>, limit: usize) -> String {
         prompt.push_str(&tag);
     }
     prompt
+}
+
+/// The generation request for a companion's current scene, with its art style's settings.
+pub fn scene_request(
+    profile: &Profile,
+    state: &LiveState,
+    settings: &ImageSettings,
+) -> GenerationRequest {
+    let style = settings.style(&profile.art_style);
+    let prompt = scene(profile, state, style);
+    GenerationRequest {
+        prompt: prompt.prompt,
+        negative: prompt.negative,
+        width: style.width,
+        height: style.height,
+        steps: style.steps,
+        cfg: style.cfg,
+        sampler: style.sampler.clone(),
+        scheduler: Some(style.scheduler.clone()).filter(|s| !s.is_empty()),
+        seed: -1,
+        checkpoint: style.checkpoint.clone(),
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
-//! Stored images: the storage backend, decoding and re-encoding uploads safely, the `images` table (its one
-//! owner, the gallery's queries included), deleting files no row refers to, and serving images privately to
-//! their owner. Imports no feature.
+//! Stored images: the storage backend, decoding and re-encoding uploads safely, making one picture through
+//! the configured image backend (`generate`), the `images` table (its one owner, the gallery's queries
+//! included), deleting files no row refers to, and serving images privately to their owner. Imports no
+//! feature.
 //!
 //! Policy: an upload's type is decided by its content, never its name or declared type; decoding is bounded
 //! (pixels and memory) against decompression bombs; every stored image is re-encoded (metadata stripped)
@@ -8,6 +9,7 @@
 //! with long-lived private caching. Replaced files are not deleted inline: the orphan cleanup takes them.
 
 pub mod cleanup;
+pub mod generate;
 pub mod process;
 pub mod routes;
 pub mod storage;

@@ -29,7 +29,7 @@ use uuid::Uuid;
 use super::store::{self, RunKind, RunRow, RunStatus};
 use crate::db::{Db, Timestamp};
 use crate::engine::{RunChannel, RunEvent, RunExecutor, StreamHub};
-use crate::images::generate::Imaging;
+use crate::media::generate::Imaging;
 use crate::providers::llm::LlmClient;
 
 pub use ending::terminal_event;

@@ -11,7 +11,7 @@ use crate::chat::store::{self, RunRow, RunStatus};
 use crate::companions;
 use crate::db::Timestamp;
 use crate::engine::RunEvent;
-use crate::images::generate::{Destination, Generated};
+use crate::media::generate::{Destination, Generated};
 use crate::media::store::Source;
 
 /// Time kept back from the deadline when a picture is being made, so the reply is still stored.
@@ -109,7 +109,7 @@ impl ChatExecutor {
                 "Something went wrong while preparing the picture.".to_owned()
             })?
             .ok_or_else(|| "The companion no longer exists.".to_owned())?;
-        let request = crate::images::generate::scene_request(
+        let request = crate::images::prompt::scene_request(
             &companion.profile.0,
             &companion.live_state.0,
             &self.imaging.settings,

@@ -25,11 +25,7 @@ const FEATURE_IMPORTS: &[(&str, &str)] = &[
 ];
 /// Known exceptions to the layering, each with why it is still here; the test fails when one is no longer
 /// needed, so this list only shrinks.
-const KNOWN_EXCEPTIONS: &[(&str, &str, &str)] = &[(
-    "state",
-    "images::generate",
-    "AppState holds the picture service; it moves out with the state split of the scale-out issue",
-)];
+const KNOWN_EXCEPTIONS: &[(&str, &str, &str)] = &[];
 
 type Graph = BTreeMap<String, BTreeSet<String>>;
 

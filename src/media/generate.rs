@@ -1,15 +1,16 @@
-//! Making one picture: ask the backend, check and re-encode what it sent (like an upload), store the file
-//! under its content hash, record the row. Shared by the chat's image step, the retry and the generator.
+//! Making one picture: ask the configured backend, check and re-encode what it sent (like an upload), store
+//! the file under its content hash, record the row. Knows nothing of what the picture shows (the prompt is
+//! the caller's); shared by the chat's image step, its retry and the generator.
 
 use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
+use super::store::{NewImage, Source};
+use super::{self as media, MediaStorage};
 use crate::config::ImageSettings;
 use crate::db::Db;
-use crate::media::store::{NewImage, Source};
-use crate::media::{self, MediaStorage};
 use crate::providers::images::{GenerationRequest, ImageClient, ImageGenError};
 
 /// Generated pictures are kept at most this many pixels on their longer side.
@@ -147,7 +148,7 @@ impl Imaging {
 
     /// Deletes the files of `keys` that no row refers to any more (after their rows were deleted).
     pub async fn discard(&self, keys: Vec<String>) {
-        crate::media::cleanup::discard_unreferenced(&self.db, &self.media, keys).await;
+        super::cleanup::discard_unreferenced(&self.db, &self.media, keys).await;
     }
 
     /// The backend client, when one is configured.
@@ -259,27 +260,5 @@ impl Imaging {
             width,
             height,
         })
-    }
-}
-
-/// The generation request for a companion's current scene, with its art style's settings.
-pub fn scene_request(
-    profile: &crate::companions::profile::Profile,
-    state: &crate::companions::profile::LiveState,
-    settings: &ImageSettings,
-) -> GenerationRequest {
-    let style = settings.style(&profile.art_style);
-    let prompt = super::prompt::scene(profile, state, style);
-    GenerationRequest {
-        prompt: prompt.prompt,
-        negative: prompt.negative,
-        width: style.width,
-        height: style.height,
-        steps: style.steps,
-        cfg: style.cfg,
-        sampler: style.sampler.clone(),
-        scheduler: Some(style.scheduler.clone()).filter(|s| !s.is_empty()),
-        seed: -1,
-        checkpoint: style.checkpoint.clone(),
     }
 }
