@@ -26,7 +26,16 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
-    let (db, dir, user, companion) = crate::db::test_database().await;
+    let (db, dir, user, _) = crate::db::test_database().await;
+    // A companion with a real profile (the bare test row's empty one cannot be read as a profile).
+    let companion = crate::companions::store::create(
+        &db,
+        user,
+        &crate::companions::profile::Profile::template(),
+    )
+    .await
+    .expect("companion")
+    .id;
     let media = MediaStorage::open(&StorageConfig::Local(dir.path().join("media"))).expect("media");
     let settings = crate::Config::from_vars(Vec::<(String, String)>::new())
         .expect("defaults")
@@ -124,8 +133,23 @@ async fn without_a_model_a_run_fails_retryably_stores_no_reply_and_says_so() {
 
 #[tokio::test]
 async fn a_run_past_its_deadline_fails_with_deadline_exceeded() {
-    let fixture = fixture().await;
-    let run = fixture.run(Duration::ZERO).await;
+    // A model that accepts the connection and never answers: only the deadline can end the run.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = silent.local_addr().expect("address");
+    let config = crate::Config::from_vars([
+        ("LLM_BASE_URL", format!("http://{address}/v1")),
+        ("LLM_MODEL", "silent".to_owned()),
+    ])
+    .expect("config");
+    let llm = LlmClient::new(
+        reqwest::Client::new(),
+        config.llm.as_ref().expect("a model is configured"),
+    );
+    let mut fixture = fixture().await;
+    fixture.executor.llm = Some(llm);
+    let run = fixture.run(Duration::from_secs(1)).await;
     fixture
         .executor
         .execute(run.id, CancellationToken::new())
@@ -134,6 +158,7 @@ async fn a_run_past_its_deadline_fails_with_deadline_exceeded() {
     assert_eq!(ended.status, RunStatus::Failed);
     assert_eq!(ended.error_code.as_deref(), Some("deadline_exceeded"));
     assert!(ended.retryable);
+    drop(silent);
 }
 
 #[tokio::test]
