@@ -15,6 +15,7 @@ use axum::http::StatusCode;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -236,6 +237,13 @@ impl App {
             version = env!("CARGO_PKG_VERSION"),
             "companion hub is listening"
         );
+        // Tokens are small writes: without TCP_NODELAY, Nagle's algorithm holds one behind the client's
+        // delayed ACK (~40 ms) whenever the previous one is unacknowledged (loadgen measured it: p99 relay 40 ms).
+        let listener = listener.tap_io(|tcp| {
+            if let Err(err) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %err, "cannot set TCP_NODELAY on a connection");
+            }
+        });
         let served = axum::serve(
             listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),
