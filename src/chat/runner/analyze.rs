@@ -9,6 +9,7 @@ use super::{ChatExecutor, StepError};
 use crate::chat::analysis;
 use crate::chat::store::{self, RunRow, RunStatus};
 use crate::companions;
+use crate::companions::store::CompanionRecord;
 use crate::engine::{RunChannel, RunEvent};
 use crate::providers::llm::LlmClient;
 
@@ -43,15 +44,7 @@ impl ChatExecutor {
         };
         let started = Instant::now();
         let state = self
-            .analyze(
-                &run,
-                &channel,
-                llm,
-                &companion.id,
-                &companion.profile.0.name,
-                &message.content,
-                reply,
-            )
+            .analyze(&run, &channel, llm, &companion, &message.content, reply)
             .await;
         metrics::histogram!("chat_step_duration_seconds", "step" => "analyze")
             .record(started.elapsed().as_secs_f64());
@@ -59,23 +52,19 @@ impl ChatExecutor {
     }
 
     /// Updates the live state from the exchange; a failure keeps the old state and does not fail the run.
-    #[allow(clippy::too_many_arguments)]
+    /// `companion` was read just now (the state is the current one, not the one at the time of sending); an
+    /// analysis that changes nothing writes nothing.
     async fn analyze(
         &self,
         run: &RunRow,
         channel: &RunChannel,
         llm: &LlmClient,
-        companion: &Uuid,
-        name: &str,
+        companion: &CompanionRecord,
         said: &str,
         reply: &str,
     ) -> Option<serde_json::Value> {
-        // The state is read now, not taken from the time of sending.
-        let current = match companions::store::find_owned(&self.db, run.user_id, *companion).await {
-            Ok(Some(record)) => record.live_state.0,
-            _ => return None,
-        };
-        let request = analysis::request(name, &current, said, reply);
+        let current = &companion.live_state.0;
+        let request = analysis::request(&companion.profile.0.name, current, said, reply);
         let answer = match llm.complete(&request, &run.correlation_id, 600, true).await {
             Ok(answer) => answer,
             Err(err) => {
@@ -93,8 +82,13 @@ impl ChatExecutor {
             metrics::counter!("scene_analyses_total", "outcome" => "unusable").increment(1);
             return None;
         };
+        if analysis::apply(current, &json) == *current {
+            metrics::counter!("scene_analyses_total", "outcome" => "unchanged").increment(1);
+            return None;
+        }
         metrics::counter!("scene_analyses_total", "outcome" => "applied").increment(1);
-        match companions::store::update_live_state(&self.db, run.user_id, *companion, |state| {
+        // Applied again inside the transaction, to the state as it is then (an edit may have come between).
+        match companions::store::update_live_state(&self.db, run.user_id, companion.id, |state| {
             analysis::apply(state, &json)
         })
         .await

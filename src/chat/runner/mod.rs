@@ -69,23 +69,15 @@ impl ChatExecutor {
 
     async fn execute_run(self, run_id: Uuid, cancel: CancellationToken) {
         let now = Timestamp::now();
-        match store::claim(&self.db, run_id, &self.instance, now + LEASE, now).await {
-            Ok(true) => {}
-            Ok(false) => {
+        let run = match store::claim(&self.db, run_id, &self.instance, now + LEASE, now).await {
+            Ok(Some(run)) => run,
+            Ok(None) => {
                 self.not_ours(run_id).await;
                 return;
             }
             Err(err) => {
                 tracing::warn!(run_id = %run_id, error = %err, "cannot claim a chat run");
                 self.not_ours(run_id).await;
-                return;
-            }
-        }
-        let run = match store::find_run(&self.db, run_id).await {
-            Ok(Some(run)) => run,
-            Ok(None) => return,
-            Err(err) => {
-                tracing::warn!(run_id = %run_id, error = %err, "cannot load a chat run");
                 return;
             }
         };

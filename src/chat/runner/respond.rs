@@ -184,8 +184,7 @@ impl ChatExecutor {
                     _ = ticker.tick() => {
                         let text = channel.text();
                         if text.len() != flushed {
-                            store::save_partial(&self.db, run.id, &text).await?;
-                            store::renew_lease(&self.db, run.id, &self.instance, Timestamp::now() + LEASE).await?;
+                            store::save_partial_and_renew(&self.db, run.id, &text, &self.instance, Timestamp::now() + LEASE).await?;
                             flushed = text.len();
                             let progress = 10 + (text.chars().count() * 60 / expected_chars).min(60) as u8;
                             if progress >= shown_progress + 5 {

@@ -286,28 +286,58 @@ pub async fn latest_run(db: &Db, companion: Uuid) -> Result<Option<RunRow>, sqlx
     db_dispatch!(db, pool => sqlx::query_as(&sql).bind(companion).fetch_optional(pool).await)
 }
 
-/// Takes the run for `owner` until `until` when it is unfinished and free (or already `owner`'s).
+/// Takes the run for `owner` until `until` when it is unfinished and free (or already `owner`'s); the run as
+/// claimed, or `None` when it is finished or someone else holds it.
 pub async fn claim(
     db: &Db,
     run: Uuid,
     owner: &str,
     until: Timestamp,
     now: Timestamp,
-) -> Result<bool, sqlx::Error> {
-    db_dispatch!(db, pool => sqlx::query(
-        concat!("UPDATE chat_runs SET lease_owner = $1, lease_until = $2, attempts = attempts + 1, updated_at = $3 \
-         WHERE id = $4 AND status IN ", active_run_statuses!(), " \
-           AND (lease_owner IS NULL OR lease_until IS NULL OR lease_until < $5 OR lease_owner = $6)"),
-    )
+) -> Result<Option<RunRow>, sqlx::Error> {
+    let sql = format!(
+        concat!(
+            "UPDATE chat_runs SET lease_owner = $1, lease_until = $2, attempts = attempts + 1, updated_at = $3 \
+         WHERE id = $4 AND status IN ",
+            active_run_statuses!(),
+            " \
+           AND (lease_owner IS NULL OR lease_until IS NULL OR lease_until < $5 OR lease_owner = $6) \
+         RETURNING {}"
+        ),
+        RUN_COLUMNS
+    );
+    db_dispatch!(db, pool => sqlx::query_as(&sql)
     .bind(owner)
     .bind(until)
     .bind(now)
     .bind(run)
     .bind(now)
     .bind(owner)
+    .fetch_optional(pool)
+    .await)
+}
+
+/// Saves the growing reply and, in the same statement, extends `owner`'s lease (one write per flush).
+pub async fn save_partial_and_renew(
+    db: &Db,
+    run: Uuid,
+    text: &str,
+    owner: &str,
+    until: Timestamp,
+) -> Result<(), sqlx::Error> {
+    db_dispatch!(db, pool => sqlx::query(
+        "UPDATE chat_runs SET partial_text = $1, updated_at = $2, \
+           lease_until = CASE WHEN lease_owner = $3 THEN $4 ELSE lease_until END \
+         WHERE id = $5",
+    )
+    .bind(text)
+    .bind(Timestamp::now())
+    .bind(owner)
+    .bind(until)
+    .bind(run)
     .execute(pool)
     .await
-    .map(|r| r.rows_affected() == 1))
+    .map(|_| ()))
 }
 
 /// Extends `owner`'s lease.
@@ -748,6 +778,50 @@ mod tests {
         start_run(&db, &new_run(companion, user, "next", None))
             .await
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_claim_returns_the_run_once_and_a_flush_renews_only_the_holders_lease() {
+        let (db, _dir, user, companion) = crate::db::test_database().await;
+        let run = start_run(&db, &new_run(companion, user, "hello", None))
+            .await
+            .unwrap();
+        let now = Timestamp::now();
+        let later = now + std::time::Duration::from_secs(30);
+        let claimed = claim(&db, run.id, "a", later, now)
+            .await
+            .unwrap()
+            .expect("a free run is claimed");
+        assert_eq!((claimed.id, claimed.attempts), (run.id, 1));
+        assert!(
+            claim(&db, run.id, "b", later, now).await.unwrap().is_none(),
+            "a held run is not claimed by another instance"
+        );
+        let lease_of = async |db: &Db| -> Option<Timestamp> {
+            db_dispatch!(db, pool => sqlx::query_scalar("SELECT lease_until FROM chat_runs WHERE id = $1")
+                .bind(run.id)
+                .fetch_one(pool)
+                .await)
+            .unwrap()
+        };
+        let much_later = now + std::time::Duration::from_secs(90);
+        save_partial_and_renew(&db, run.id, "Hel", "b", much_later)
+            .await
+            .unwrap();
+        assert_eq!(lease_of(&db).await, Some(later), "not b's lease to extend");
+        save_partial_and_renew(&db, run.id, "Hello", "a", much_later)
+            .await
+            .unwrap();
+        assert_eq!(lease_of(&db).await, Some(much_later));
+        assert_eq!(
+            find_run(&db, run.id).await.unwrap().unwrap().partial_text,
+            "Hello"
+        );
+        complete(&db, &run, "Hello", Some("stop")).await.unwrap();
+        assert!(
+            claim(&db, run.id, "a", later, now).await.unwrap().is_none(),
+            "a finished run is never claimed"
+        );
     }
 
     #[tokio::test]
