@@ -74,12 +74,29 @@ fn prompts(c: &mut Criterion) {
         .map(|i| Turn {
             role: if i % 2 == 0 { "user" } else { "assistant" }.into(),
             content: "A sentence of an ordinary conversation, long enough to count. ".repeat(3),
+            tokens: None,
         })
         .collect();
+    // Messages written before token counts were stored: every prompt counts the history again.
     c.bench_function("chat_prompt_200_turns", |b| {
         b.iter(|| {
             let system = prompt::system(&profile, &state, "Alex");
             prompt::build(system, black_box(&history), "What now?", 4096, 300)
+        })
+    });
+    // Messages as they are written now, each with its count: only the system prompt and the new message
+    // are counted.
+    let counted: Vec<Turn> = history
+        .iter()
+        .map(|turn| Turn {
+            tokens: Some(prompt::estimate_tokens(&turn.content)),
+            ..turn.clone()
+        })
+        .collect();
+    c.bench_function("chat_prompt_200_stored_counts", |b| {
+        b.iter(|| {
+            let system = prompt::system(&profile, &state, "Alex");
+            prompt::build(system, black_box(&counted), "What now?", 4096, 300)
         })
     });
 }

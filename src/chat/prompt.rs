@@ -29,6 +29,8 @@ pub struct Turn {
     pub role: String,
     /// The text.
     pub content: String,
+    /// Its [`estimate_tokens`], when stored with the message (counted here otherwise).
+    pub tokens: Option<u32>,
 }
 
 /// The tokens a message with `text` costs: its `cl100k_base` tokens plus 10 %, plus the framing.
@@ -107,7 +109,9 @@ pub fn build(
         .saturating_sub(fixed);
     let mut kept: Vec<&Turn> = Vec::new();
     for turn in history.iter().rev() {
-        let cost = estimate_tokens(&turn.content);
+        let cost = turn
+            .tokens
+            .unwrap_or_else(|| estimate_tokens(&turn.content));
         if cost > budget {
             break;
         }
@@ -132,6 +136,7 @@ mod tests {
         Turn {
             role: role.into(),
             content: content.into(),
+            tokens: None,
         }
     }
 
@@ -140,6 +145,20 @@ mod tests {
         profile.name = "Mira".into();
         profile.user_appearance = "tall, red scarf".into();
         profile
+    }
+
+    #[test]
+    fn a_stored_count_is_trusted_and_a_missing_one_is_counted() {
+        let mut costly = turn("user", "short");
+        costly.tokens = Some(10_000);
+        let history = vec![costly, turn("assistant", "kept")];
+        let messages = build("sys".into(), &history, "next", 4096, 300);
+        let contents: Vec<&str> = messages.iter().map(|m| m.content.as_str()).collect();
+        assert_eq!(
+            contents,
+            ["sys", "kept", "next"],
+            "the stored cost, not the short text, decided"
+        );
     }
 
     #[test]

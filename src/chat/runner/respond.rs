@@ -89,6 +89,7 @@ impl ChatExecutor {
                 .into_iter()
                 .filter(|m| Some(m.id) != run.replaces_message_id)
                 .map(|m| prompt::Turn {
+                    tokens: m.tokens.and_then(|tokens| u32::try_from(tokens).ok()),
                     role: m.role,
                     content: m.content,
                 })

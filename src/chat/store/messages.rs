@@ -74,10 +74,33 @@ pub async fn history_before(
     companion: Uuid,
     message: Uuid,
     limit: u32,
-) -> Result<Vec<MessageRow>, sqlx::Error> {
-    let mut rows = messages(db, companion, Some(message), limit).await?;
+) -> Result<Vec<HistoryMessage>, sqlx::Error> {
+    // Only what a prompt needs: no picture columns, and the token count stored with each message.
+    let sql = "SELECT m.id, m.role, m.content, m.tokens FROM messages m WHERE companion_id = $1 AND EXISTS ( \
+                 SELECT 1 FROM messages c WHERE c.id = $2 AND c.companion_id = $1 \
+                   AND (m.created_at < c.created_at OR (m.created_at = c.created_at AND m.id < c.id))) \
+               ORDER BY created_at DESC, id DESC LIMIT $3";
+    let mut rows: Vec<HistoryMessage> = db_dispatch!(db, pool => sqlx::query_as(sql)
+        .bind(companion)
+        .bind(message)
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await)?;
     rows.reverse();
     Ok(rows)
+}
+
+/// A message of the history, as a prompt needs it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct HistoryMessage {
+    /// Id.
+    pub id: Uuid,
+    /// `user` or `assistant`.
+    pub role: String,
+    /// The text.
+    pub content: String,
+    /// Its prompt cost, counted when it was written (`None` for messages written before counts were kept).
+    pub tokens: Option<i32>,
 }
 
 /// One message of a companion.
@@ -126,8 +149,9 @@ pub async fn rewrite_from(
         .bind(message.id)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("UPDATE messages SET content = $1, edited_at = $2 WHERE id = $3")
+        sqlx::query("UPDATE messages SET content = $1, tokens = $2, edited_at = $3 WHERE id = $4")
             .bind(content)
+            .bind(super::prompt_cost(content))
             .bind(now)
             .bind(message.id)
             .execute(&mut *tx)

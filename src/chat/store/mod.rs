@@ -13,9 +13,14 @@ use crate::db_dispatch;
 mod messages;
 
 pub use messages::{
-    ExportedMessage, MessageRow, delete_conversation, delete_message, export_page, history_before,
-    message, message_companion, messages, rewrite_from,
+    ExportedMessage, HistoryMessage, MessageRow, delete_conversation, delete_message, export_page,
+    history_before, message, message_companion, messages, rewrite_from,
 };
+
+/// What `text` costs in a prompt, stored with the message so the next prompts need not count it again.
+fn prompt_cost(text: &str) -> i32 {
+    i32::try_from(super::prompt::estimate_tokens(text)).unwrap_or(i32::MAX)
+}
 
 /// A run row.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -130,12 +135,13 @@ pub async fn start_run(db: &Db, new: &NewRun<'_>) -> Result<RunRow, StartError> 
         let mut tx = pool.begin().await?;
         if let Some(content) = new.new_message {
             sqlx::query(
-                "INSERT INTO messages (id, companion_id, role, content, created_at) \
-                 VALUES ($1, $2, 'user', $3, $4)",
+                "INSERT INTO messages (id, companion_id, role, content, tokens, created_at) \
+                 VALUES ($1, $2, 'user', $3, $4, $5)",
             )
             .bind(message_id)
             .bind(new.companion)
             .bind(content)
+            .bind(prompt_cost(content))
             .bind(now)
             .execute(&mut *tx)
             .await?;
@@ -602,13 +608,14 @@ async fn finish(
                     .await?;
             }
             sqlx::query(
-                "INSERT INTO messages (id, companion_id, role, content, finish_reason, created_at) \
-                 VALUES ($1, $2, 'assistant', $3, $4, $5)",
+                "INSERT INTO messages (id, companion_id, role, content, finish_reason, tokens, created_at) \
+                 VALUES ($1, $2, 'assistant', $3, $4, $5, $6)",
             )
             .bind(id)
             .bind(run.companion_id)
             .bind(text)
             .bind(finish_reason)
+            .bind(prompt_cost(text))
             .bind(now)
             .execute(&mut *tx)
             .await?;
@@ -822,6 +829,59 @@ mod tests {
             claim(&db, run.id, "a", later, now).await.unwrap().is_none(),
             "a finished run is never claimed"
         );
+    }
+
+    #[tokio::test]
+    async fn messages_are_stored_with_their_prompt_cost_and_an_edit_counts_again() {
+        let (db, _dir, user, companion) = crate::db::test_database().await;
+        let run = start_run(&db, &new_run(companion, user, "hello there", None))
+            .await
+            .unwrap();
+        complete(
+            &db,
+            &run,
+            "A longer reply than the question was.",
+            Some("stop"),
+        )
+        .await
+        .unwrap();
+        let next = start_run(&db, &new_run(companion, user, "and now?", None))
+            .await
+            .unwrap();
+        let history = history_before(&db, companion, next.user_message_id, 10)
+            .await
+            .unwrap();
+        let costs: Vec<(String, Option<i32>)> = history
+            .iter()
+            .map(|m| (m.content.clone(), m.tokens))
+            .collect();
+        assert_eq!(
+            costs,
+            [
+                ("hello there".to_owned(), Some(prompt_cost("hello there"))),
+                (
+                    "A longer reply than the question was.".to_owned(),
+                    Some(prompt_cost("A longer reply than the question was."))
+                ),
+            ]
+        );
+        complete(&db, &next, "Fine.", Some("stop")).await.unwrap();
+        let first = message(&db, companion, run.user_message_id)
+            .await
+            .unwrap()
+            .unwrap();
+        let long_edit = "a much longer question than before, with many more words in it";
+        rewrite_from(&db, companion, &first, long_edit)
+            .await
+            .unwrap();
+        let after = start_run(&db, &new_run(companion, user, "again", None))
+            .await
+            .unwrap();
+        let history = history_before(&db, companion, after.user_message_id, 10)
+            .await
+            .unwrap();
+        assert_eq!(history.len(), 1, "the edit removed what came after it");
+        assert_eq!(history[0].tokens, Some(prompt_cost(long_edit)));
     }
 
     #[tokio::test]
