@@ -138,6 +138,8 @@ pub async fn rewrite_from(
     content: &str,
 ) -> Result<(), sqlx::Error> {
     let now = Timestamp::now();
+    // Counted before the transaction, so the write lock is not held while the tokenizer runs.
+    let cost = super::prompt_cost(content);
     db_dispatch!(db, pool => async {
         let mut tx = pool.begin().await?;
         sqlx::query(
@@ -151,7 +153,7 @@ pub async fn rewrite_from(
         .await?;
         sqlx::query("UPDATE messages SET content = $1, tokens = $2, edited_at = $3 WHERE id = $4")
             .bind(content)
-            .bind(super::prompt_cost(content))
+            .bind(cost)
             .bind(now)
             .bind(message.id)
             .execute(&mut *tx)

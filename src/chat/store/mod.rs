@@ -131,6 +131,8 @@ pub async fn start_run(db: &Db, new: &NewRun<'_>) -> Result<RunRow, StartError> 
     let now = Timestamp::now();
     let run_id = Uuid::now_v7();
     let message_id = new.existing_message.unwrap_or_else(Uuid::now_v7);
+    // Counted before the transaction, so the write lock is not held while the tokenizer runs.
+    let cost = new.new_message.map(prompt_cost);
     let inserted: Result<(), sqlx::Error> = db_dispatch!(db, pool => async {
         let mut tx = pool.begin().await?;
         if let Some(content) = new.new_message {
@@ -141,7 +143,7 @@ pub async fn start_run(db: &Db, new: &NewRun<'_>) -> Result<RunRow, StartError> 
             .bind(message_id)
             .bind(new.companion)
             .bind(content)
-            .bind(prompt_cost(content))
+            .bind(cost)
             .bind(now)
             .execute(&mut *tx)
             .await?;
@@ -543,6 +545,8 @@ async fn finish(
 ) -> Result<Finished, sqlx::Error> {
     let now = Timestamp::now();
     let message_id = content.map(|_| Uuid::now_v7());
+    // Counted before the transaction, so the write lock is not held while the tokenizer runs.
+    let cost = content.map(|(text, _)| prompt_cost(text));
     let (code, message, retryable) = match error {
         Some((code, message, retryable)) => (Some(code), Some(message), retryable),
         None => (None, None, false),
@@ -615,7 +619,7 @@ async fn finish(
             .bind(run.companion_id)
             .bind(text)
             .bind(finish_reason)
-            .bind(prompt_cost(text))
+            .bind(cost)
             .bind(now)
             .execute(&mut *tx)
             .await?;
