@@ -58,6 +58,12 @@ pub fn main_entry() -> ExitCode {
     let config = Config::from_env();
     let mut stdout = std::io::stdout();
     let mut stderr = std::io::stderr();
+    if !crate::ops::allocator::tune() {
+        let _ = writeln!(
+            stderr,
+            "warning: malloc refused its thresholds; large freed buffers may stay resident"
+        );
+    }
 
     if let Some(Command::CheckConfig) = cli.command {
         return ExitCode::from(check_config(config, &mut stdout, &mut stderr));

@@ -1,5 +1,6 @@
-//! Operating the service: health, metrics, logging set-up and periodic jobs.
+//! Operating the service: health, metrics, logging set-up, periodic jobs and the allocator's settings.
 
+pub mod allocator;
 pub mod health;
 pub mod jobs;
 pub mod logging;
