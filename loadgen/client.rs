@@ -13,6 +13,9 @@ use serde_json::{Value, json};
 
 use crate::clock;
 
+/// Every harness user's password.
+const PASSWORD: &str = "Loadgen-Harness-Quiet-Lantern-57";
+
 /// A signed-in user of the server under test.
 #[derive(Clone)]
 pub struct User {
@@ -85,7 +88,7 @@ impl User {
         let token = between(&page, r#"name="csrf_token" value=""#, "\"")
             .ok_or_else(|| anyhow!("the register page has no CSRF token"))?
             .to_owned();
-        let password = "Loadgen-Harness-Quiet-Lantern-57";
+        let password = PASSWORD;
         let email = format!("{username}@loadgen.example");
         let registered = http
             .post(format!("{base}/register"))
@@ -169,15 +172,32 @@ impl User {
     /// Sends a message to `companion` and reads the reply's stream to its end.
     pub async fn chat_once(&self, companion: &str, text: &str) -> anyhow::Result<ReplyTimes> {
         let sent_at = clock::micros();
+        let stream_url = self.send(companion, text).await?;
+        self.read_stream(&stream_url, sent_at, || {}).await
+    }
+
+    /// Sends a message to `companion`; the path of the reply's event stream.
+    pub async fn send(&self, companion: &str, text: &str) -> anyhow::Result<String> {
         let accepted = self
             .post_json(
                 &format!("/api/v1/companions/{companion}/messages"),
                 json!({"content": text}),
             )
             .await?;
-        let stream_url = accepted["stream_url"]
+        accepted["stream_url"]
             .as_str()
-            .ok_or_else(|| anyhow!("the send was accepted without a stream: {accepted}"))?;
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow!("the send was accepted without a stream: {accepted}"))
+    }
+
+    /// Reads the event stream at `stream_url` to its end (`connected` is called once the server has answered
+    /// with the stream); first-token time counted from `sent_at` (harness clock).
+    pub async fn read_stream(
+        &self,
+        stream_url: &str,
+        sent_at: u64,
+        connected: impl FnOnce(),
+    ) -> anyhow::Result<ReplyTimes> {
         let response = self
             .http
             .get(format!("{}{stream_url}", self.base))
@@ -188,6 +208,7 @@ impl User {
         if !response.status().is_success() {
             bail!("the stream answered {}", response.status());
         }
+        connected();
         let mut events = response.bytes_stream().eventsource();
         let mut times = ReplyTimes::default();
         while let Some(event) = events.next().await {
@@ -214,4 +235,57 @@ impl User {
         }
         bail!("the stream ended without done or error")
     }
+
+    /// Loads a signed-in page; its size in bytes.
+    pub async fn page(&self, path: &str) -> anyhow::Result<usize> {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header(COOKIE, &self.cookie)
+            .send()
+            .await?;
+        let status = response.status();
+        let body = response.bytes().await?;
+        if !status.is_success() {
+            bail!("GET {path} answered {status}");
+        }
+        Ok(body.len())
+    }
+}
+
+/// Signs `username` (registered by [`User::sign_up`]) in through the sign-in form, as a browser does.
+pub async fn sign_in(http: &reqwest::Client, base: &str, username: &str) -> anyhow::Result<()> {
+    let mut jar = BTreeMap::new();
+    let form = http.get(format!("{base}/login")).send().await?;
+    remember_cookies(&mut jar, &form);
+    let page = form.text().await?;
+    let token = between(&page, r#"name="csrf_token" value=""#, "\"")
+        .ok_or_else(|| anyhow!("the sign-in page has no CSRF token"))?
+        .to_owned();
+    let signed_in = http
+        .post(format!("{base}/login"))
+        .header(COOKIE, cookie_header(&jar))
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(
+            url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs([
+                    ("csrf_token", token.as_str()),
+                    ("next", ""),
+                    ("identifier", username),
+                    ("password", PASSWORD),
+                ])
+                .finish(),
+        )
+        .send()
+        .await?;
+    let status = signed_in.status();
+    let session = signed_in
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .any(|cookie| cookie.to_str().is_ok_and(|c| !c.contains("Max-Age=0")));
+    if !status.is_redirection() || !session {
+        bail!("signing {username} in answered {status} without a session");
+    }
+    Ok(())
 }

@@ -5,9 +5,12 @@
 //! and as JSON. How to run each scenario: docs/performance.md.
 
 mod client;
+mod conversation;
 mod provider;
 mod report;
 mod server;
+mod sign_in;
+mod subscribers;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -20,7 +23,7 @@ use futures_util::StreamExt;
 use tokio::sync::Mutex;
 
 use client::{ReplyTimes, User};
-use report::{Report, Spread};
+use report::Report;
 
 /// The harness clock: microseconds since it started, shared by the fake provider and the client.
 mod clock {
@@ -41,6 +44,14 @@ enum Scenario {
     Steady,
     /// Every chat sends once, all at the same moment.
     Burst,
+    /// `--subscribers` event streams held open on `--chats` replies that wait for their first token for
+    /// `--seconds`; then the replies stream to every subscriber.
+    Subscribers,
+    /// One conversation grown to `--messages` messages: the chat page's and a Send's cost on it.
+    Conversation,
+    /// Sign-ins (Argon2) for half of `--seconds`, then signed-in pages for the other half, from `--chats`
+    /// clients at once.
+    SignIn,
 }
 
 /// Drives concurrent chats against Companion Hub and reports latency, CPU and memory.
@@ -65,6 +76,15 @@ struct Args {
     /// Length of the steady scenario.
     #[arg(long, default_value_t = 10.0)]
     seconds: f64,
+    /// Event streams held open (scenario `subscribers`).
+    #[arg(long, default_value_t = 10_000)]
+    subscribers: usize,
+    /// Messages the conversation grows to (scenario `conversation`).
+    #[arg(long, default_value_t = 10_000)]
+    messages: usize,
+    /// Chat page loads and Sends measured on the grown conversation (scenario `conversation`).
+    #[arg(long, default_value_t = 200)]
+    samples: usize,
     /// Chats per signed-up user (users are few: signing up costs an Argon2 hash).
     #[arg(long, default_value_t = 50)]
     chats_per_user: usize,
@@ -109,7 +129,7 @@ async fn main() -> anyhow::Result<()> {
         tokens: args.tokens,
         interval: Duration::from_secs_f64(1.0 / args.tokens_per_second),
     };
-    provider::spawn(listener, cadence, Arc::default());
+    let provider = provider::spawn(listener, cadence);
 
     let folder = Folder::new()?;
     let mut database = Database::new(args.database_url.as_deref(), folder.path()).await?;
@@ -136,7 +156,15 @@ async fn main() -> anyhow::Result<()> {
             )
         }
     };
-    let result = run(&args, &url, pid.as_deref(), start_to_ready, &database).await;
+    let result = run(
+        &args,
+        &url,
+        pid.as_deref(),
+        start_to_ready,
+        &database,
+        &provider,
+    )
+    .await;
     drop(_server);
     database.drop_created().await;
     let report = result?;
@@ -144,8 +172,12 @@ async fn main() -> anyhow::Result<()> {
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
     }
-    if args.strict && (report.errors > 0 || report.replies == 0) {
-        bail!("{} replies failed", report.errors);
+    if args.strict && (report.errors > 0 || !report.measured_something()) {
+        bail!(
+            "{} operations failed, {} replies completed",
+            report.errors,
+            report.replies
+        );
     }
     Ok(())
 }
@@ -233,16 +265,15 @@ async fn run(
     pid: Option<&str>,
     start_to_ready: Option<Duration>,
     database: &Database,
+    provider: &provider::Control,
 ) -> anyhow::Result<Report> {
     let ready = pid.map(server::usage).unwrap_or_default();
     let http = client::http_client()?;
     let users = args.chats.div_ceil(args.chats_per_user.max(1));
     let tag = clock::micros() % 1_000_000;
-    let signed_up: Vec<User> = futures_util::stream::iter(0..users)
-        .map(|i| {
-            let http = http.clone();
-            async move { User::sign_up(&http, url, &format!("lg{tag}u{i}")).await }
-        })
+    let usernames: Vec<String> = (0..users).map(|i| format!("lg{tag}u{i}")).collect();
+    let signed_up: Vec<User> = futures_util::stream::iter(&usernames)
+        .map(|username| User::sign_up(&http, url, username))
         .buffered(4)
         .collect::<Vec<_>>()
         .await
@@ -262,26 +293,147 @@ async fn run(
         .into_iter()
         .collect::<anyhow::Result<_>>()?;
 
-    let pid_usage = || pid.map(server::usage).unwrap_or_default();
-    let idle = pid_usage();
-    let harness_before = server::usage("self");
-    let peak_rss = Arc::new(AtomicU64::new(idle.rss_kib));
-    let sampling = tokio::spawn({
-        let peak_rss = peak_rss.clone();
-        let pid = pid.map(str::to_owned);
-        async move {
-            let Some(pid) = pid else { return };
-            loop {
-                peak_rss.fetch_max(server::usage(&pid).rss_kib, Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+    let watch = Watch::start(pid);
+    let idle = watch.usage();
+    let mut report = Report::new(args, database.kind);
+    report.start_to_ready_ms = start_to_ready.map(|d| d.as_secs_f64() * 1000.0);
+    report.server_ready_rss_mib = mib(ready.rss_kib);
+    report.server_idle_rss_mib = mib(idle.rss_kib);
+    let measured = match args.scenario {
+        Scenario::Steady | Scenario::Burst => chat_load(args, chats, &watch).await?,
+        Scenario::Subscribers => {
+            let (measured, section) = subscribers::run(args, &chats, provider, &watch).await?;
+            report.subscribers = Some(section);
+            measured
         }
-    });
+        Scenario::Conversation => {
+            let (measured, section) = conversation::run(args, &chats, provider, &watch).await?;
+            report.conversation = Some(section);
+            measured
+        }
+        Scenario::SignIn => {
+            let (measured, section) = sign_in::run(args, url, &usernames, &chats, &watch).await?;
+            report.sign_in = Some(section);
+            measured
+        }
+    };
+    report.add(measured, args.first_token_ms, args.chats);
+    Ok(report)
+}
 
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+/// What the measured phase of a scenario yields for the common part of the report.
+pub struct Measured {
+    /// The replies read to their end.
+    pub replies: Vec<ReplyTimes>,
+    /// Why the others failed.
+    pub errors: Vec<String>,
+    /// The phase's length.
+    pub seconds: f64,
+    /// The server's usage before and after it, its peak memory during it, and the harness's CPU.
+    pub before: server::Usage,
+    /// After the phase.
+    pub after: server::Usage,
+    /// Highest server RSS seen during the phase, KiB.
+    pub peak_rss_kib: u64,
+    /// The harness's CPU time during the phase.
+    pub harness_cpu_ms: f64,
+}
+
+/// Watches the server process: its usage now, its peak memory since the last [`Watch::phase`].
+pub struct Watch {
+    pid: Option<String>,
+    peak_rss: Arc<AtomicU64>,
+    sampling: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Watch {
+    fn start(pid: Option<&str>) -> Self {
+        let peak_rss = Arc::new(AtomicU64::new(0));
+        let sampling = pid.map(|pid| {
+            let (peak_rss, pid) = (peak_rss.clone(), pid.to_owned());
+            tokio::spawn(async move {
+                loop {
+                    peak_rss.fetch_max(server::usage(&pid).rss_kib, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            })
+        });
+        Self {
+            pid: pid.map(str::to_owned),
+            peak_rss,
+            sampling,
+        }
+    }
+
+    /// The server's usage now (zeros when it is not known).
+    pub fn usage(&self) -> server::Usage {
+        self.pid.as_deref().map(server::usage).unwrap_or_default()
+    }
+
+    /// Starts a measured phase: the peak starts again from now.
+    pub fn phase(&self) -> Phase<'_> {
+        let before = self.usage();
+        self.peak_rss.store(before.rss_kib, Ordering::Relaxed);
+        Phase {
+            watch: self,
+            before,
+            harness_before: server::usage("self"),
+            started: Instant::now(),
+        }
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        if let Some(sampling) = self.sampling.take() {
+            sampling.abort();
+        }
+    }
+}
+
+/// A measured phase in progress.
+pub struct Phase<'a> {
+    watch: &'a Watch,
+    /// The server's usage when it began.
+    pub before: server::Usage,
+    harness_before: server::Usage,
+    started: Instant,
+}
+
+impl Phase<'_> {
+    /// Ends the phase with what it produced.
+    pub fn end(self, replies: Vec<ReplyTimes>, errors: Vec<String>) -> Measured {
+        let after = self.watch.usage();
+        Measured {
+            replies,
+            errors,
+            seconds: self.started.elapsed().as_secs_f64(),
+            before: self.before,
+            after,
+            peak_rss_kib: self
+                .watch
+                .peak_rss
+                .load(Ordering::Relaxed)
+                .max(after.rss_kib),
+            harness_cpu_ms: server::usage("self").cpu_ms - self.harness_before.cpu_ms,
+        }
+    }
+}
+
+/// Scenarios `steady` and `burst`: every chat sends; in `steady` again after each reply until `--seconds`.
+async fn chat_load(
+    args: &Args,
+    chats: Vec<(User, String)>,
+    watch: &Watch,
+) -> anyhow::Result<Measured> {
     let results: Arc<Mutex<Vec<ReplyTimes>>> = Arc::default();
     let errors: Arc<Mutex<Vec<String>>> = Arc::default();
-    let started = Instant::now();
-    let until = started + Duration::from_secs_f64(args.seconds);
+    let phase = watch.phase();
+    let until = Instant::now() + Duration::from_secs_f64(args.seconds);
     let steady = args.scenario == Scenario::Steady;
     let tasks: Vec<_> = chats
         .into_iter()
@@ -309,52 +461,7 @@ async fn run(
     for task in tasks {
         task.await?;
     }
-    let seconds = started.elapsed().as_secs_f64();
-    sampling.abort();
-    let after = pid_usage();
-    let harness_after = server::usage("self");
-
     let results = std::mem::take(&mut *results.lock().await);
     let errors = std::mem::take(&mut *errors.lock().await);
-    let provider_ttft_us = args.first_token_ms * 1000;
-    let first_token: Vec<u64> = results
-        .iter()
-        .filter_map(|r| r.first_token_us)
-        .map(|us| us.saturating_sub(provider_ttft_us))
-        .collect();
-    let relay: Vec<u64> = results
-        .iter()
-        .flat_map(|r| r.relay_us.iter().copied())
-        .collect();
-    let tokens: u64 = results.iter().map(|r| u64::from(r.tokens)).sum();
-    let replies = results.len();
-    let server_cpu_ms = after.cpu_ms - idle.cpu_ms;
-    let peak = peak_rss.load(Ordering::Relaxed).max(after.rss_kib);
-    Ok(Report {
-        scenario: format!("{:?}", args.scenario).to_lowercase(),
-        database: database.kind.to_owned(),
-        chats: args.chats,
-        tokens_per_reply: args.tokens,
-        tokens_per_second: args.tokens_per_second,
-        provider_first_token_ms: args.first_token_ms as f64,
-        seconds,
-        replies,
-        errors: errors.len(),
-        error_samples: errors.into_iter().take(5).collect(),
-        tokens_per_second_total: tokens as f64 / seconds,
-        first_token_overhead: Spread::of(first_token),
-        relay_overhead: Spread::of(relay),
-        start_to_ready_ms: start_to_ready.map(|d| d.as_secs_f64() * 1000.0),
-        server_ready_rss_mib: ready.rss_kib as f64 / 1024.0,
-        server_idle_rss_mib: idle.rss_kib as f64 / 1024.0,
-        server_peak_rss_mib: peak as f64 / 1024.0,
-        server_kib_per_active_chat: peak.saturating_sub(idle.rss_kib) as f64 / args.chats as f64,
-        server_cpu_ms,
-        server_cpu_ms_per_reply: if replies > 0 {
-            server_cpu_ms / replies as f64
-        } else {
-            0.0
-        },
-        harness_cpu_ms: harness_after.cpu_ms - harness_before.cpu_ms,
-    })
+    Ok(phase.end(results, errors))
 }

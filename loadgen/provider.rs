@@ -1,7 +1,9 @@
 //! The fake OpenAI-compatible provider the harness drives the server against: replies stream at a fixed
 //! cadence after a fixed time to first token, and each token's text is the harness clock's time at which the
 //! provider sent it (microseconds), so the client can tell how long the server took to relay it. The
-//! analysis call (not streamed) answers at once with a whole scene. `TCP_NODELAY`, so it adds no delay.
+//! analysis call (not streamed) answers at once with a whole scene. `TCP_NODELAY`, so it adds no delay. The
+//! harness may change the cadence between phases and hold every reply before its first token until it lets
+//! them go (the idle-subscribers scenario).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -33,21 +35,63 @@ pub struct Cadence {
 
 /// What the provider saw.
 #[derive(Debug, Default)]
-pub struct ProviderCounts {
+struct ProviderCounts {
     /// Streamed reply requests.
-    pub replies: AtomicU64,
+    replies: AtomicU64,
     /// Analysis requests.
-    pub analyses: AtomicU64,
+    analyses: AtomicU64,
 }
 
-struct Shared {
-    cadence: Cadence,
-    counts: Arc<ProviderCounts>,
+/// The harness's hold on the provider: its cadence, and whether replies may begin.
+pub struct Control {
+    cadence: std::sync::Mutex<Cadence>,
+    open: tokio::sync::watch::Sender<bool>,
+    counts: ProviderCounts,
 }
+
+impl Control {
+    /// The cadence of replies from now on (a reply already streaming keeps its own).
+    pub fn set_cadence(&self, cadence: Cadence) {
+        *self
+            .cadence
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = cadence;
+    }
+
+    /// The cadence new replies get.
+    pub fn cadence(&self) -> Cadence {
+        *self
+            .cadence
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Replies from now on wait before their first token until [`Control::release`].
+    pub fn hold(&self) {
+        self.open.send_replace(false);
+    }
+
+    /// Lets every held reply (and every later one) begin.
+    pub fn release(&self) {
+        self.open.send_replace(true);
+    }
+
+    /// Streamed reply requests seen so far.
+    pub fn replies(&self) -> u64 {
+        self.counts.replies.load(Ordering::Relaxed)
+    }
+}
+
+type Shared = Control;
 
 /// Serves the fake provider on `listener` until the process ends; its base URL is `http://ADDR/v1`.
-pub fn spawn(listener: TcpListener, cadence: Cadence, counts: Arc<ProviderCounts>) {
-    let shared = Arc::new(Shared { cadence, counts });
+pub fn spawn(listener: TcpListener, cadence: Cadence) -> Arc<Control> {
+    let shared = Arc::new(Control {
+        cadence: std::sync::Mutex::new(cadence),
+        open: tokio::sync::watch::Sender::new(true),
+        counts: ProviderCounts::default(),
+    });
+    let control = shared.clone();
     let app = Router::new()
         .route("/v1/chat/completions", post(completions))
         .route("/v1/models", get(models))
@@ -60,6 +104,7 @@ pub fn spawn(listener: TcpListener, cadence: Cadence, counts: Arc<ProviderCounts
             eprintln!("fake provider stopped: {err}");
         }
     });
+    control
 }
 
 async fn models() -> impl IntoResponse {
@@ -91,25 +136,36 @@ async fn completions(State(shared): State<Arc<Shared>>, body: Bytes) -> Response
         .into_response();
     }
     shared.counts.replies.fetch_add(1, Ordering::Relaxed);
-    let cadence = shared.cadence;
-    let start = tokio::time::Instant::now() + cadence.first_token;
-    let stream = futures_util::stream::unfold(0_u32, move |sent| async move {
-        if sent > cadence.tokens {
-            return None;
-        }
-        let chunk = if sent == cadence.tokens {
-            json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}).to_string()
-                + "\n\ndata: [DONE]"
-        } else {
-            tokio::time::sleep_until(start + cadence.interval * sent).await;
-            // The time is taken after the wait: it is when this token leaves the provider.
-            json!({"choices": [{"index": 0, "delta": {"content": format!(" {}", clock::micros())}}]})
+    let cadence = shared.cadence();
+    let open = shared.open.subscribe();
+    // The headers go at once, as a real provider's do; a held reply waits before its first token.
+    let stream = futures_util::stream::unfold((0_u32, None), move |(sent, start)| {
+        let mut open = open.clone();
+        async move {
+            if sent > cadence.tokens {
+                return None;
+            }
+            let start = match start {
+                Some(start) => start,
+                None => {
+                    let _ = open.wait_for(|open| *open).await;
+                    tokio::time::Instant::now() + cadence.first_token
+                }
+            };
+            let chunk = if sent == cadence.tokens {
+                json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}).to_string()
+                    + "\n\ndata: [DONE]"
+            } else {
+                tokio::time::sleep_until(start + cadence.interval * sent).await;
+                // The time is taken after the wait: it is when this token leaves the provider.
+                json!({"choices": [{"index": 0, "delta": {"content": format!(" {}", clock::micros())}}]})
                 .to_string()
-        };
-        Some((
-            Ok::<_, Infallible>(Bytes::from(format!("data: {chunk}\n\n"))),
-            sent + 1,
-        ))
+            };
+            Some((
+                Ok::<_, Infallible>(Bytes::from(format!("data: {chunk}\n\n"))),
+                (sent + 1, Some(start)),
+            ))
+        }
     });
     Response::builder()
         .header(header::CONTENT_TYPE, "text/event-stream")
