@@ -77,15 +77,20 @@ fn prompts(c: &mut Criterion) {
             tokens: None,
         })
         .collect();
+    // The message being answered, counted when it was stored (as every message is now).
+    let now = Turn {
+        role: "user".into(),
+        content: "What now?".into(),
+        tokens: Some(prompt::estimate_tokens("What now?")),
+    };
     // Messages written before token counts were stored: every prompt counts the history again.
     c.bench_function("chat_prompt_200_turns", |b| {
         b.iter(|| {
             let system = prompt::system(&profile, &state, "Alex");
-            prompt::build(system, black_box(&history), "What now?", 4096, 300)
+            prompt::build(system, black_box(&history), &now, 4096, 300)
         })
     });
-    // Messages as they are written now, each with its count: only the system prompt and the new message
-    // are counted.
+    // Messages as they are written now, each with its count: only the system prompt is counted.
     let counted: Vec<Turn> = history
         .iter()
         .map(|turn| Turn {
@@ -96,7 +101,7 @@ fn prompts(c: &mut Criterion) {
     c.bench_function("chat_prompt_200_stored_counts", |b| {
         b.iter(|| {
             let system = prompt::system(&profile, &state, "Alex");
-            prompt::build(system, black_box(&counted), "What now?", 4096, 300)
+            prompt::build(system, black_box(&counted), &now, 4096, 300)
         })
     });
 }

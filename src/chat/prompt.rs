@@ -95,23 +95,22 @@ pub fn system(profile: &Profile, state: &LiveState, user_name: &str) -> String {
     prompt
 }
 
-/// System prompt, the newest history that fits `context_tokens − reply_tokens`, then `user_message` once.
+/// System prompt, the newest history that fits `context_tokens − reply_tokens`, then `user_message` once
+/// (its stored count trusted like the history's).
 pub fn build(
     system: String,
     history: &[Turn],
-    user_message: &str,
+    user_message: &Turn,
     context_tokens: u32,
     reply_tokens: u32,
 ) -> Vec<ChatMessage> {
-    let fixed = estimate_tokens(&system) + estimate_tokens(user_message);
+    let fixed = estimate_tokens(&system).saturating_add(cost(user_message));
     let mut budget = context_tokens
         .saturating_sub(reply_tokens)
         .saturating_sub(fixed);
     let mut kept: Vec<&Turn> = Vec::new();
     for turn in history.iter().rev() {
-        let cost = turn
-            .tokens
-            .unwrap_or_else(|| estimate_tokens(&turn.content));
+        let cost = cost(turn);
         if cost > budget {
             break;
         }
@@ -124,8 +123,14 @@ pub fn build(
         kept.into_iter()
             .map(|turn| ChatMessage::new(&turn.role, turn.content.clone())),
     );
-    messages.push(ChatMessage::new("user", user_message));
+    messages.push(ChatMessage::new("user", user_message.content.clone()));
     messages
+}
+
+/// A turn's stored count, or its count now when none was stored.
+fn cost(turn: &Turn) -> u32 {
+    turn.tokens
+        .unwrap_or_else(|| estimate_tokens(&turn.content))
 }
 
 #[cfg(test)]
@@ -152,7 +157,7 @@ mod tests {
         let mut costly = turn("user", "short");
         costly.tokens = Some(10_000);
         let history = vec![costly, turn("assistant", "kept")];
-        let messages = build("sys".into(), &history, "next", 4096, 300);
+        let messages = build("sys".into(), &history, &turn("user", "next"), 4096, 300);
         let contents: Vec<&str> = messages.iter().map(|m| m.content.as_str()).collect();
         assert_eq!(
             contents,
@@ -164,7 +169,13 @@ mod tests {
     #[test]
     fn the_user_message_comes_last_and_only_once() {
         let history = vec![turn("user", "hi"), turn("assistant", "hello!")];
-        let messages = build("sys".into(), &history, "how are you?", 4096, 300);
+        let messages = build(
+            "sys".into(),
+            &history,
+            &turn("user", "how are you?"),
+            4096,
+            300,
+        );
         assert_eq!(messages.len(), 4);
         assert_eq!(messages[0].role, "system");
         assert_eq!(
@@ -190,7 +201,7 @@ mod tests {
                 )
             })
             .collect();
-        let messages = build("sys".into(), &history, "now", 2048, 300);
+        let messages = build("sys".into(), &history, &turn("user", "now"), 2048, 300);
         assert!(messages.len() < 20, "{}", messages.len());
         assert!(
             messages[1]
@@ -232,7 +243,7 @@ mod tests {
                 )
             })
             .collect();
-        let messages = build("sys".into(), &history, "好", 4096, 300);
+        let messages = build("sys".into(), &history, &turn("user", "好"), 4096, 300);
         assert!(
             count_messages(&messages) <= 4096 - 300,
             "{}",

@@ -9,20 +9,20 @@ use uuid::Uuid;
 use super::{ChatExecutor, Reply, StepError};
 use crate::chat::display::ShownPicture;
 use crate::chat::render;
-use crate::chat::store::{self, Finished, RunRow, RunStatus};
+use crate::chat::store::{self, Finished, RunKind, RunRow, RunStatus};
 use crate::db::Db;
 use crate::engine::{RunChannel, RunEvent};
 use crate::providers::llm::Finish;
 
 impl ChatExecutor {
-    /// Step `finalize`: run id + reply → the stored message id (exactly once; `None` when the run had
-    /// already ended another way).
+    /// Step `finalize`: the claimed run, the reply and the state after the analysis → the stored message
+    /// id (exactly once; `None` when the run had already ended another way).
     pub async fn finalize_step(
         &self,
-        run_id: Uuid,
+        run: &RunRow,
         reply: &Reply,
+        state_after: Option<&serde_json::Value>,
     ) -> Result<Option<Uuid>, StepError> {
-        let run = self.load(run_id).await?;
         let channel = self.hub.open(run.id);
         let started = Instant::now();
         // A regenerate deletes the replaced reply with the new one's transaction; its pictures' files follow.
@@ -36,25 +36,39 @@ impl ChatExecutor {
             None => Vec::new(),
         };
         let finish_reason = reply.finish.as_ref().map(Finish::as_str);
-        let stored = match store::complete(&self.db, &run, &reply.text, finish_reason).await? {
-            Finished::Now(Some(message_id)) => {
-                metrics::counter!("chat_runs_total", "status" => RunStatus::Completed.as_str())
-                    .increment(1);
-                tracing::info!(run_id = %run.id, "chat run completed");
-                channel.publish(RunEvent::Progress {
-                    status: RunStatus::Completed.as_str().into(),
-                    step: "Done".into(),
-                    progress: 100,
-                });
-                let done = done_event(&self.db, run.companion_id, message_id, &reply.text).await;
-                channel.publish(done);
-                Some(message_id)
-            }
-            Finished::Now(None) | Finished::Already => {
-                self.publish_final_state(&run, &channel).await;
-                None
-            }
-        };
+        let stored =
+            match store::complete(&self.db, run, &reply.text, finish_reason, state_after).await? {
+                Finished::Now(Some(message_id)) => {
+                    metrics::counter!("chat_runs_total", "status" => RunStatus::Completed.as_str())
+                        .increment(1);
+                    tracing::info!(run_id = %run.id, "chat run completed");
+                    channel.publish(RunEvent::Progress {
+                        status: RunStatus::Completed.as_str().into(),
+                        step: "Done".into(),
+                        progress: 100,
+                    });
+                    let done = if run.generate_image || run.kind == RunKind::Image {
+                        // The picture (or why there is none) is read back with the message.
+                        done_event(&self.db, run.companion_id, message_id, &reply.text).await
+                    } else {
+                        // Stored just now exactly as given: nothing to read back.
+                        RunEvent::Done {
+                            message_id,
+                            html: render::to_html(&reply.text),
+                            content: reply.text.clone(),
+                            image: None,
+                            image_error: None,
+                            finish_reason: finish_reason.map(str::to_owned),
+                        }
+                    };
+                    channel.publish(done);
+                    Some(message_id)
+                }
+                Finished::Now(None) | Finished::Already => {
+                    self.publish_final_state(run, &channel).await;
+                    None
+                }
+            };
         if stored.is_some() {
             self.imaging.discard(replaced_pictures).await;
         }

@@ -4,11 +4,15 @@
 //! stop or a failure, and the event each ending publishes); `step_error.rs` says why a step did not complete.
 //!
 //! Each step is an async function of the executor (which holds the shared database, model client and stream
-//! hub) with serialisable inputs and outputs — run id (and reply text) in; reply text, state JSON or message id
-//! out — so a different engine can run them unchanged as activities. A run resumed after a crash starts
-//! `respond` again when the reply was unfinished (subscribers get `reset`), or continues with the analysis
-//! when the reply was complete. Every run ends within its deadline: completed, failed (with a retryable
-//! error), or cancelled.
+//! hub) that takes the run as claimed and, for a reply, its [`TurnRow`] — what the run answers, read once per
+//! execution in one query — and returns serialisable output (reply text, state JSON, message id), so a
+//! different engine can run them unchanged as activities (each reads the run and its turn by run id, with
+//! [`ChatExecutor::turn`]). What a step learns it hands to the next (the reply, the state after the
+//! analysis) instead of reading it back, and progress is recorded with the writes next to it: a reply costs
+//! a fixed handful of statements besides its 250 ms flushes (docs/performance.md). A run resumed after a
+//! crash starts `respond` again when the reply was unfinished (subscribers get `reset`), or continues with
+//! the analysis when the reply was complete. Every run ends within its deadline: completed, failed (with a
+//! retryable error), or cancelled.
 
 mod analyze;
 mod ending;
@@ -26,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use super::store::{self, RunKind, RunRow, RunStatus};
+use super::store::{self, RunKind, RunRow, RunStatus, TurnRow};
 use crate::db::{Db, Timestamp};
 use crate::engine::{RunChannel, RunEvent, RunExecutor, StreamHub};
 use crate::media::generate::Imaging;
@@ -156,33 +160,40 @@ impl ChatExecutor {
     /// (a retry of a failed picture) is image → finalize.
     async fn steps(&self, run: &RunRow, cancel: &CancellationToken) -> Result<(), StepError> {
         if run.kind == RunKind::Image {
-            self.image_step(run.id, cancel).await?;
+            self.image_step(run, cancel).await?;
             let nothing = Reply {
                 text: String::new(),
                 finish: None,
             };
-            self.finalize_step(run.id, &nothing).await?;
+            self.finalize_step(run, &nothing, None).await?;
             return Ok(());
         }
-        let reply = self.respond_step(run.id, cancel).await?;
+        let turn = self.turn(run).await?;
+        let reply = self.respond_step(run, &turn, cancel).await?;
         if cancel.is_cancelled() {
             return Err(StepError::Cancelled);
         }
-        self.analyze_step(run.id, &reply.text).await?;
+        let state_after = self.analyze_step(run, &turn, &reply.text).await?;
         if cancel.is_cancelled() {
             return Err(StepError::Cancelled);
         }
         if run.generate_image {
-            self.image_step(run.id, cancel).await?;
+            self.image_step(run, cancel).await?;
         }
-        self.finalize_step(run.id, &reply).await?;
+        self.finalize_step(run, &reply, state_after.as_ref())
+            .await?;
         Ok(())
     }
 
-    async fn load(&self, run_id: Uuid) -> Result<RunRow, StepError> {
-        store::find_run(&self.db, run_id)
-            .await?
-            .ok_or_else(|| StepError::failed("not_found", "The conversation was cleared.", false))
+    /// What `run` answers: the companion, its owner's name and the message, in one read.
+    pub async fn turn(&self, run: &RunRow) -> Result<TurnRow, StepError> {
+        store::turn(&self.db, run).await?.ok_or_else(|| {
+            StepError::failed(
+                "not_found",
+                "The companion or the message no longer exists.",
+                false,
+            )
+        })
     }
 }
 

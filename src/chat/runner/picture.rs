@@ -4,7 +4,6 @@
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 use super::{ChatExecutor, LEASE, StepError};
 use crate::chat::store::{self, RunRow, RunStatus};
@@ -18,15 +17,14 @@ use crate::media::store::Source;
 const IMAGE_DEADLINE_MARGIN: u64 = 10;
 
 impl ChatExecutor {
-    /// Step `image`: run id → the picture of the companion's current scene, or `None` when it could not
+    /// Step `image`: the claimed run → the picture of the companion's current scene, or `None` when it could not
     /// be made (the reason is recorded on the run and reaches the reply; the run goes on). A run resumed
     /// after the picture was made keeps it.
     pub async fn image_step(
         &self,
-        run_id: Uuid,
+        run: &RunRow,
         cancel: &CancellationToken,
     ) -> Result<Option<Generated>, StepError> {
-        let run = self.load(run_id).await?;
         let channel = self.hub.open(run.id);
         if let Some(image_id) = run.image_id
             && let Some(image) =
@@ -41,7 +39,7 @@ impl ChatExecutor {
             return Ok(Some(generated));
         }
         self.publish_progress(
-            &run,
+            run,
             &channel,
             RunStatus::Imaging,
             "Picturing the scene…",
@@ -53,7 +51,7 @@ impl ChatExecutor {
             .seconds_until(run.deadline_at)
             .saturating_sub(IMAGE_DEADLINE_MARGIN)
             .max(1);
-        let picture = self.picture(&run);
+        let picture = self.picture(run);
         tokio::pin!(picture);
         let too_late = tokio::time::sleep(Duration::from_secs(budget));
         tokio::pin!(too_late);
@@ -89,7 +87,7 @@ impl ChatExecutor {
                     return Ok(None);
                 }
                 channel.publish(RunEvent::Image(generated.event()));
-                self.publish_progress(&run, &channel, RunStatus::Imaging, "Picture ready", 95)
+                self.publish_progress(run, &channel, RunStatus::Imaging, "Picture ready", 95)
                     .await?;
                 Ok(Some(generated))
             }

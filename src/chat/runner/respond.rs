@@ -4,19 +4,21 @@
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 use super::{ChatExecutor, LEASE, StepError};
 use crate::chat::prompt;
 use crate::chat::reply_text::TrimmedStream;
-use crate::chat::store::{self, RunRow, RunStatus};
-use crate::companions;
+use crate::chat::store::{self, RunRow, RunStatus, TurnRow};
 use crate::db::Timestamp;
 use crate::engine::{RunChannel, RunEvent};
 use crate::providers::llm::{ChatMessage, Finish, LlmClient, LlmError};
 
 /// Persist the growing reply at least this often (and never per token).
 const FLUSH_EVERY: Duration = Duration::from_millis(250);
+/// The step shown while the reply grows (after the first "… is writing…").
+const WRITING: &str = "Writing…";
+/// The step shown while the analysis runs.
+const NOTICING: &str = "Noticing what changed…";
 /// Messages of history considered before the token budget trims them.
 const HISTORY_LIMIT: u32 = 200;
 /// Streams started per reply: a cut stream is started again (with backoff) until this many were tried.
@@ -32,22 +34,22 @@ pub struct Reply {
 }
 
 impl ChatExecutor {
-    /// Step `respond`: run id → the reply. Streams to the run's channel; a reply that was complete before
-    /// an interruption is returned as it is. When the provider says the prompt is longer than its context
-    /// window, the history is shortened and the reply asked for once more.
+    /// Step `respond`: the claimed run and its turn → the reply. Streams to the run's channel; a reply that
+    /// was complete before an interruption is returned as it is. When the provider says the prompt is longer
+    /// than its context window, the history is shortened and the reply asked for once more.
     pub async fn respond_step(
         &self,
-        run_id: Uuid,
+        run: &RunRow,
+        turn: &TurnRow,
         cancel: &CancellationToken,
     ) -> Result<Reply, StepError> {
-        let run = self.load(run_id).await?;
         let channel = self.hub.open(run.id);
         if !matches!(run.status, RunStatus::Queued | RunStatus::Responding) {
             // The reply was complete before an interruption; subscribers catch up from it.
             channel.seed_text(&run.partial_text, &run.text_epoch);
             return Ok(Reply {
                 finish: run.finish_reason.as_deref().and_then(Finish::parse),
-                text: run.partial_text,
+                text: run.partial_text.clone(),
             });
         }
         let Some(llm) = &self.llm else {
@@ -57,21 +59,7 @@ impl ChatExecutor {
                 true,
             ));
         };
-        let companion = companions::store::find_owned(&self.db, run.user_id, run.companion_id)
-            .await?
-            .ok_or_else(|| {
-                StepError::failed("not_found", "The companion no longer exists.", false)
-            })?;
-        let user_message = store::message(&self.db, run.companion_id, run.user_message_id)
-            .await?
-            .ok_or_else(|| {
-                StepError::failed("not_found", "The message no longer exists.", false)
-            })?;
-        let user_name = crate::accounts::store::account(&self.db, run.user_id)
-            .await?
-            .map_or_else(|| "the user".to_owned(), |a| a.display_name);
-        let profile = &companion.profile.0;
-
+        let profile = &turn.profile.0;
         channel.seed_text(&run.partial_text, &run.text_epoch);
         if run.attempts > 1 || !run.partial_text.is_empty() {
             // The reply is written again from the start, as a new version of the text: offsets a
@@ -83,26 +71,36 @@ impl ChatExecutor {
                 &epoch,
             );
         }
-        let history: Vec<prompt::Turn> =
-            store::history_before(&self.db, run.companion_id, user_message.id, HISTORY_LIMIT)
-                .await?
-                .into_iter()
-                .filter(|m| Some(m.id) != run.replaces_message_id)
-                .map(|m| prompt::Turn {
-                    tokens: m.tokens.and_then(|tokens| u32::try_from(tokens).ok()),
-                    role: m.role,
-                    content: m.content,
-                })
-                .collect();
-        let system = prompt::system(profile, &companion.live_state.0, &user_name);
-        self.publish_progress(
-            &run,
-            &channel,
-            RunStatus::Responding,
-            &format!("{} is writing…", profile.name),
-            10,
+        let history: Vec<prompt::Turn> = store::history_before(
+            &self.db,
+            run.companion_id,
+            run.user_message_id,
+            HISTORY_LIMIT,
         )
-        .await?;
+        .await?
+        .into_iter()
+        .filter(|m| Some(m.id) != run.replaces_message_id)
+        .map(|m| prompt::Turn {
+            tokens: m.tokens.and_then(|tokens| u32::try_from(tokens).ok()),
+            role: m.role,
+            content: m.content,
+        })
+        .collect();
+        let system = prompt::system(profile, &turn.live_state.0, &turn.user_name);
+        let said = prompt::Turn {
+            role: "user".to_owned(),
+            content: turn.said.clone(),
+            tokens: turn
+                .said_tokens
+                .and_then(|tokens| u32::try_from(tokens).ok()),
+        };
+        // Announced now, recorded with the first flush of text.
+        let writing = format!("{} is writing…", profile.name);
+        channel.publish(RunEvent::Progress {
+            status: RunStatus::Responding.as_str().to_owned(),
+            step: writing.clone(),
+            progress: 10,
+        });
         let started = Instant::now();
         let reply_tokens = llm.reply_sampling.max_tokens;
         let mut context_tokens = llm.context_tokens;
@@ -111,11 +109,14 @@ impl ChatExecutor {
             let messages = prompt::build(
                 system.clone(),
                 &history,
-                &user_message.content,
+                &said,
                 context_tokens,
                 reply_tokens,
             );
-            match self.respond(&run, &channel, cancel, llm, &messages).await? {
+            match self
+                .respond(run, &channel, cancel, llm, &messages, &writing)
+                .await?
+            {
                 Err(LlmError::ContextTooLong { sizes, detail }) if !shortened => {
                     shortened = true;
                     let sent = prompt::count_messages(&messages);
@@ -151,6 +152,7 @@ impl ChatExecutor {
         cancel: &CancellationToken,
         llm: &LlmClient,
         messages: &[ChatMessage],
+        writing: &str,
     ) -> Result<Result<Reply, LlmError>, StepError> {
         let expected_chars = (llm.reply_sampling.max_tokens as usize)
             .saturating_mul(4)
@@ -177,6 +179,7 @@ impl ChatExecutor {
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut flushed = 0_usize;
             let mut shown_progress = 10_u8;
+            let mut step = writing;
             let result = loop {
                 tokio::select! {
                     biased;
@@ -185,17 +188,24 @@ impl ChatExecutor {
                     _ = ticker.tick() => {
                         let text = channel.text();
                         if text.len() != flushed {
-                            store::save_partial_and_renew(&self.db, run.id, &text, &self.instance, Timestamp::now() + LEASE).await?;
-                            flushed = text.len();
                             let progress = 10 + (text.chars().count() * 60 / expected_chars).min(60) as u8;
                             if progress >= shown_progress + 5 {
                                 shown_progress = progress;
+                                step = WRITING;
                                 channel.publish(RunEvent::Progress {
                                     status: RunStatus::Responding.as_str().into(),
-                                    step: "Writing…".into(),
+                                    step: WRITING.into(),
                                     progress,
                                 });
                             }
+                            // The progress last announced is recorded with the text it belongs to.
+                            let recorded = store::Progress {
+                                status: RunStatus::Responding,
+                                step,
+                                percent: shown_progress,
+                            };
+                            store::save_partial_and_renew(&self.db, run.id, &text, recorded, &self.instance, Timestamp::now() + LEASE).await?;
+                            flushed = text.len();
                         }
                     }
                 }
@@ -214,7 +224,19 @@ impl ChatExecutor {
                     if streamed.finish != Finish::Stop {
                         tracing::info!(run_id = %run.id, finish = streamed.finish.as_str(), "the reply ended early");
                     }
-                    store::save_reply(&self.db, run.id, &text, streamed.finish.as_str()).await?;
+                    // The analysis comes next: its progress is recorded with the reply.
+                    let next = store::Progress {
+                        status: RunStatus::Analyzing,
+                        step: NOTICING,
+                        percent: 80,
+                    };
+                    store::save_reply(&self.db, run.id, &text, streamed.finish.as_str(), next)
+                        .await?;
+                    channel.publish(RunEvent::Progress {
+                        status: next.status.as_str().to_owned(),
+                        step: NOTICING.to_owned(),
+                        progress: next.percent,
+                    });
                     return Ok(Ok(Reply {
                         text,
                         finish: Some(streamed.finish),

@@ -186,16 +186,21 @@ async fn a_run_that_already_ended_is_not_executed_again_and_a_waiting_subscriber
 async fn a_reply_complete_before_a_crash_is_taken_as_it_was_without_a_model() {
     let fixture = fixture().await;
     let run = fixture.run(Duration::from_secs(60)).await;
-    store::save_reply(&fixture.db, run.id, "It was *long*.", "length")
+    let analyzing = store::Progress {
+        status: RunStatus::Analyzing,
+        step: "Noticing…",
+        percent: 80,
+    };
+    store::save_reply(&fixture.db, run.id, "It was *long*.", "length", analyzing)
         .await
         .expect("save");
-    store::set_progress(&fixture.db, run.id, RunStatus::Analyzing, "Noticing…", 80)
-        .await
-        .expect("progress");
+    let run = fixture.reload(&run).await;
+    assert_eq!(run.status, RunStatus::Analyzing, "recorded with the reply");
+    let turn = fixture.executor.turn(&run).await.expect("the turn");
 
     let reply = fixture
         .executor
-        .respond_step(run.id, &CancellationToken::new())
+        .respond_step(&run, &turn, &CancellationToken::new())
         .await
         .expect("no model is needed to resume");
     assert_eq!(
@@ -223,9 +228,11 @@ async fn an_analysis_already_applied_is_not_applied_twice() {
     store::set_progress(&fixture.db, run.id, RunStatus::Imaging, "Picturing…", 85)
         .await
         .expect("progress");
+    let run = fixture.reload(&run).await;
+    let turn = fixture.executor.turn(&run).await.expect("the turn");
     let after = fixture
         .executor
-        .analyze_step(run.id, "We walked to the harbour.")
+        .analyze_step(&run, &turn, "We walked to the harbour.")
         .await
         .expect("the step completes");
     assert_eq!(after, Some(state), "the recorded state, not a new analysis");
@@ -240,15 +247,16 @@ async fn finalize_stores_the_reply_exactly_once_and_announces_it() {
         text: "A **good** one.".into(),
         finish: Some(Finish::Stop),
     };
+    let scene = serde_json::json!({"location": "the harbour"});
     let stored = fixture
         .executor
-        .finalize_step(run.id, &reply)
+        .finalize_step(&run, &reply, Some(&scene))
         .await
         .expect("finalize")
         .expect("the reply is stored");
     let again = fixture
         .executor
-        .finalize_step(run.id, &reply)
+        .finalize_step(&run, &reply, None)
         .await
         .expect("finalize again");
     assert_eq!(again, None, "a second finalize stores nothing");
@@ -261,22 +269,31 @@ async fn finalize_stores_the_reply_exactly_once_and_announces_it() {
     let ended = fixture.reload(&run).await;
     assert_eq!(ended.status, RunStatus::Completed);
     assert_eq!(ended.assistant_message_id, Some(stored));
+    assert_eq!(ended.state_after.map(|state| state.0), Some(scene));
 
-    let dones: Vec<_> = received(&mut events)
+    let dones: Vec<RunEvent> = received(&mut events)
         .into_iter()
-        .filter_map(|event| match event {
-            RunEvent::Done {
-                message_id, html, ..
-            } => Some((message_id, html)),
-            _ => None,
-        })
+        .filter(|event| matches!(event, RunEvent::Done { .. }))
         .collect();
     assert_eq!(dones.len(), 2, "the second finalize replays the stored end");
-    assert!(dones.iter().all(|(id, _)| *id == stored));
+    assert_eq!(
+        dones[0], dones[1],
+        "the announced end (built from the reply) is the one replayed from the database"
+    );
+    let RunEvent::Done {
+        message_id,
+        html,
+        finish_reason,
+        ..
+    } = &dones[0]
+    else {
+        unreachable!("filtered above")
+    };
+    assert_eq!(*message_id, stored);
+    assert_eq!(finish_reason.as_deref(), Some("stop"));
     assert!(
-        dones[0].1.contains("<strong>good</strong>"),
-        "the done event carries the rendered reply: {}",
-        dones[0].1
+        html.contains("<strong>good</strong>"),
+        "the done event carries the rendered reply: {html}"
     );
 }
 

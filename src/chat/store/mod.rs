@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use super::run_status::active_run_statuses;
 pub use super::run_status::{RunKind, RunStatus};
+use crate::companions::profile::{LiveState, Profile};
 use crate::db::{Db, Timestamp, violates_unique};
 use crate::db_dispatch;
 
@@ -294,6 +295,39 @@ pub async fn latest_run(db: &Db, companion: Uuid) -> Result<Option<RunRow>, sqlx
     db_dispatch!(db, pool => sqlx::query_as(&sql).bind(companion).fetch_optional(pool).await)
 }
 
+/// What a run answers, read once per execution in one query: the companion's profile and live state, the
+/// name its owner goes by and the message being answered with its prompt cost. (It reads `companions` and
+/// `users` by the run's own ids, which the run got from an owner-checked request.)
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TurnRow {
+    /// The companion's profile.
+    pub profile: Json<Profile>,
+    /// The companion's live state when the run was claimed.
+    pub live_state: Json<LiveState>,
+    /// The owner's display name.
+    pub user_name: String,
+    /// The text of the message being answered.
+    pub said: String,
+    /// Its prompt cost, when stored.
+    pub said_tokens: Option<i32>,
+}
+
+/// The [`TurnRow`] of `run`; `None` when the companion or the message is gone.
+pub async fn turn(db: &Db, run: &RunRow) -> Result<Option<TurnRow>, sqlx::Error> {
+    db_dispatch!(db, pool => sqlx::query_as(
+        "SELECT c.profile, c.live_state, u.display_name AS user_name, m.content AS said, \
+             m.tokens AS said_tokens \
+         FROM companions c JOIN users u ON u.id = c.user_id \
+         JOIN messages m ON m.id = $1 AND m.companion_id = c.id \
+         WHERE c.id = $2 AND c.user_id = $3",
+    )
+    .bind(run.user_message_id)
+    .bind(run.companion_id)
+    .bind(run.user_id)
+    .fetch_optional(pool)
+    .await)
+}
+
 /// Takes the run for `owner` until `until` when it is unfinished and free (or already `owner`'s); the run as
 /// claimed, or `None` when it is finished or someone else holds it.
 pub async fn claim(
@@ -325,23 +359,42 @@ pub async fn claim(
     .await)
 }
 
-/// Saves the growing reply and, in the same statement, extends `owner`'s lease (one write per flush).
+/// Where a run stands, as its channel last announced it: the status, the step shown to the user, 0–100.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress<'a> {
+    /// The status.
+    pub status: RunStatus,
+    /// The step as the user reads it.
+    pub step: &'a str,
+    /// 0–100.
+    pub percent: u8,
+}
+
+/// Saves the growing reply with the progress last announced and, in the same statement, extends `owner`'s
+/// lease (one write per flush). The progress is only written while the run is unfinished.
 pub async fn save_partial_and_renew(
     db: &Db,
     run: Uuid,
     text: &str,
+    progress: Progress<'_>,
     owner: &str,
     until: Timestamp,
 ) -> Result<(), sqlx::Error> {
     db_dispatch!(db, pool => sqlx::query(
-        "UPDATE chat_runs SET partial_text = $1, updated_at = $2, \
-           lease_until = CASE WHEN lease_owner = $3 THEN $4 ELSE lease_until END \
-         WHERE id = $5",
+        concat!("UPDATE chat_runs SET partial_text = $1, updated_at = $2, \
+           lease_until = CASE WHEN lease_owner = $3 THEN $4 ELSE lease_until END, \
+           status = CASE WHEN status IN ", active_run_statuses!(), " THEN $5 ELSE status END, \
+           step = CASE WHEN status IN ", active_run_statuses!(), " THEN $6 ELSE step END, \
+           progress = CASE WHEN status IN ", active_run_statuses!(), " THEN $7 ELSE progress END \
+         WHERE id = $8"),
     )
     .bind(text)
     .bind(Timestamp::now())
     .bind(owner)
     .bind(until)
+    .bind(progress.status.as_str())
+    .bind(progress.step)
+    .bind(i32::from(progress.percent))
     .bind(run)
     .execute(pool)
     .await
@@ -424,19 +477,28 @@ pub async fn save_partial(db: &Db, run: Uuid, text: &str) -> Result<(), sqlx::Er
     .map(|_| ()))
 }
 
-/// The finished reply: its exact text and how the stream ended (read back when a run resumes).
+/// The finished reply: its exact text and how the stream ended (read back when a run resumes), with the
+/// progress of the step that follows it (written only while the run is unfinished).
 pub async fn save_reply(
     db: &Db,
     run: Uuid,
     text: &str,
     finish_reason: &str,
+    next: Progress<'_>,
 ) -> Result<(), sqlx::Error> {
     db_dispatch!(db, pool => sqlx::query(
-        "UPDATE chat_runs SET partial_text = $1, finish_reason = $2, updated_at = $3 WHERE id = $4",
+        concat!("UPDATE chat_runs SET partial_text = $1, finish_reason = $2, updated_at = $3, \
+           status = CASE WHEN status IN ", active_run_statuses!(), " THEN $4 ELSE status END, \
+           step = CASE WHEN status IN ", active_run_statuses!(), " THEN $5 ELSE step END, \
+           progress = CASE WHEN status IN ", active_run_statuses!(), " THEN $6 ELSE progress END \
+         WHERE id = $7"),
     )
     .bind(text)
     .bind(finish_reason)
     .bind(Timestamp::now())
+    .bind(next.status.as_str())
+    .bind(next.step)
+    .bind(i32::from(next.percent))
     .bind(run)
     .execute(pool)
     .await
@@ -481,19 +543,24 @@ pub enum Finished {
 
 /// Stores the assistant message and completes the run in one transaction — exactly once: a run that is no
 /// longer unfinished stores nothing. A regenerate's old reply is deleted in the same transaction.
+/// `state_after` is the live state the analysis produced, kept on the run for replays and the export.
 pub async fn complete(
     db: &Db,
     run: &RunRow,
     content: &str,
     finish_reason: Option<&str>,
+    state_after: Option<&serde_json::Value>,
 ) -> Result<Finished, sqlx::Error> {
     finish(
         db,
         run,
-        RunStatus::Completed,
-        content,
-        Some((content, finish_reason)),
-        None,
+        Ending {
+            status: RunStatus::Completed,
+            partial: content,
+            content: Some((content, finish_reason)),
+            error: None,
+            state_after,
+        },
     )
     .await
 }
@@ -504,10 +571,13 @@ pub async fn cancel(db: &Db, run: &RunRow, partial: &str) -> Result<Finished, sq
     finish(
         db,
         run,
-        RunStatus::Cancelled,
-        partial,
-        content,
-        Some(("cancelled", "Stopped.", true)),
+        Ending {
+            status: RunStatus::Cancelled,
+            partial,
+            content,
+            error: Some(("cancelled", "Stopped.", true)),
+            state_after: None,
+        },
     )
     .await
 }
@@ -525,25 +595,41 @@ pub async fn fail(
     finish(
         db,
         run,
-        RunStatus::Failed,
-        partial,
-        None,
-        Some((code, message, retryable)),
+        Ending {
+            status: RunStatus::Failed,
+            partial,
+            content: None,
+            error: Some((code, message, retryable)),
+            state_after: None,
+        },
     )
     .await
 }
 
-/// Ends the run in `status` with `partial` as its text; `content` (text and finish reason) is stored as
-/// the assistant message.
-async fn finish(
-    db: &Db,
-    run: &RunRow,
+/// How a run ends: in `status` with `partial` as its text; `content` (text and finish reason) is stored as
+/// the assistant message; `error` is (code, message, retryable).
+struct Ending<'a> {
     status: RunStatus,
-    partial: &str,
-    content: Option<(&str, Option<&str>)>,
-    error: Option<(&str, &str, bool)>,
-) -> Result<Finished, sqlx::Error> {
+    partial: &'a str,
+    content: Option<(&'a str, Option<&'a str>)>,
+    error: Option<(&'a str, &'a str, bool)>,
+    state_after: Option<&'a serde_json::Value>,
+}
+
+/// Ends the run as `ending` says, in one transaction. The reply (when kept) is inserted first and the run
+/// row updated after, only while it is unfinished: when another path ended the run first, the transaction
+/// is rolled back and nothing is stored. The update returns the picture the image step recorded.
+async fn finish(db: &Db, run: &RunRow, ending: Ending<'_>) -> Result<Finished, sqlx::Error> {
+    let Ending {
+        status,
+        partial,
+        content,
+        error,
+        state_after,
+    } = ending;
     let now = Timestamp::now();
+    // A picture-only run keeps the reply it redid the picture of; nothing new is stored.
+    let content = content.filter(|_| run.kind != RunKind::Image);
     let message_id = content.map(|_| Uuid::now_v7());
     // Counted before the transaction, so the write lock is not held while the tokenizer runs.
     let cost = content.map(|(text, _)| prompt_cost(text));
@@ -553,56 +639,6 @@ async fn finish(
     };
     db_dispatch!(db, pool => async {
         let mut tx = pool.begin().await?;
-        let updated = sqlx::query(
-            concat!("UPDATE chat_runs SET status = $1, step = $2, progress = $3, \
-                 error_code = $4, error_message = $5, retryable = $6, partial_text = $7, \
-                 lease_owner = NULL, lease_until = NULL, updated_at = $8, finished_at = $9 \
-             WHERE id = $10 AND status IN ", active_run_statuses!()),
-        )
-        .bind(status.as_str())
-        .bind(match status {
-            RunStatus::Completed => "Done",
-            RunStatus::Cancelled => "Stopped",
-            _ => "Failed",
-        })
-        .bind(if status == RunStatus::Completed { 100 } else { 0 })
-        .bind(code)
-        .bind(message)
-        .bind(retryable)
-        .bind(partial)
-        .bind(now)
-        .bind(now)
-        .bind(run.id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if updated == 0 {
-            tx.rollback().await?;
-            return Ok(Finished::Already);
-        }
-        // The picture the image step made (or why not), as recorded by now.
-        let (image_id, image_error): (Option<Uuid>, Option<String>) = sqlx::query_as(
-            "SELECT image_id, image_error FROM chat_runs WHERE id = $1",
-        )
-        .bind(run.id)
-        .fetch_one(&mut *tx)
-        .await?;
-        if run.kind == RunKind::Image {
-            // Only the picture of an existing reply was redone: attach it, or say why there is none.
-            if let Some(target) = run.assistant_message_id {
-                let error = match image_id {
-                    Some(_) => None,
-                    None => Some(
-                        image_error
-                            .or_else(|| message.map(str::to_owned))
-                            .unwrap_or_else(|| NO_PICTURE.to_owned()),
-                    ),
-                };
-                attach_image(&mut tx, run.companion_id, target, image_id, error.as_deref()).await?;
-            }
-            tx.commit().await?;
-            return Ok(Finished::Now(run.assistant_message_id));
-        }
         if let (Some(id), Some((text, finish_reason))) = (message_id, content) {
             if let Some(replaced) = run.replaces_message_id {
                 sqlx::query("DELETE FROM messages WHERE id = $1 AND companion_id = $2")
@@ -623,24 +659,71 @@ async fn finish(
             .bind(now)
             .execute(&mut *tx)
             .await?;
-            if run.generate_image {
+        }
+        // The picture the image step made (or why not), as recorded by now.
+        let updated: Option<(Option<Uuid>, Option<String>)> = sqlx::query_as(
+            concat!("UPDATE chat_runs SET status = $1, step = $2, progress = $3, \
+                 error_code = $4, error_message = $5, retryable = $6, partial_text = $7, \
+                 lease_owner = NULL, lease_until = NULL, updated_at = $8, finished_at = $9, \
+                 assistant_message_id = COALESCE($10, assistant_message_id), \
+                 state_after = COALESCE($11, state_after) \
+             WHERE id = $12 AND status IN ", active_run_statuses!(), " \
+             RETURNING image_id, image_error"),
+        )
+        .bind(status.as_str())
+        .bind(match status {
+            RunStatus::Completed => "Done",
+            RunStatus::Cancelled => "Stopped",
+            _ => "Failed",
+        })
+        .bind(if status == RunStatus::Completed { 100 } else { 0 })
+        .bind(code)
+        .bind(message)
+        .bind(retryable)
+        .bind(partial)
+        .bind(now)
+        .bind(now)
+        .bind(message_id)
+        .bind(state_after.map(Json))
+        .bind(run.id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((image_id, image_error)) = updated else {
+            tx.rollback().await?;
+            return Ok(Finished::Already);
+        };
+        if run.kind == RunKind::Image {
+            // Only the picture of an existing reply was redone: attach it, or say why there is none.
+            if let Some(target) = run.assistant_message_id {
+                let error = match image_id {
+                    Some(_) => None,
+                    None => Some(
+                        image_error
+                            .or_else(|| message.map(str::to_owned))
+                            .unwrap_or_else(|| NO_PICTURE.to_owned()),
+                    ),
+                };
+                attach_image(&mut tx, run.companion_id, target, image_id, error.as_deref()).await?;
+            }
+            tx.commit().await?;
+            return Ok(Finished::Now(run.assistant_message_id));
+        }
+        match (message_id, image_id) {
+            (Some(id), _) if run.generate_image => {
                 let error = match image_id {
                     Some(_) => None,
                     None => Some(image_error.unwrap_or_else(|| NO_PICTURE.to_owned())),
                 };
                 attach_image(&mut tx, run.companion_id, id, image_id, error.as_deref()).await?;
             }
-            sqlx::query("UPDATE chat_runs SET assistant_message_id = $1 WHERE id = $2")
-                .bind(id)
-                .bind(run.id)
-                .execute(&mut *tx)
-                .await?;
-        } else if let Some(image) = image_id {
-            // No reply was kept, so its picture has nothing to illustrate.
-            sqlx::query("DELETE FROM images WHERE id = $1 AND message_id IS NULL")
-                .bind(image)
-                .execute(&mut *tx)
-                .await?;
+            (None, Some(image)) => {
+                // No reply was kept, so its picture has nothing to illustrate.
+                sqlx::query("DELETE FROM images WHERE id = $1 AND message_id IS NULL")
+                    .bind(image)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            _ => {}
         }
         tx.commit().await?;
         Ok(Finished::Now(message_id))
@@ -756,14 +839,15 @@ mod tests {
         set_progress(&db, run.id, RunStatus::Responding, "Writing…", 40)
             .await
             .unwrap();
-        let first = complete(&db, &run, "Hi there.", Some("stop"))
+        let scene = serde_json::json!({"location": "the harbour"});
+        let first = complete(&db, &run, "Hi there.", Some("stop"), Some(&scene))
             .await
             .unwrap();
         let Finished::Now(Some(reply)) = first else {
             panic!("the first completion stores the reply: {first:?}");
         };
         assert!(matches!(
-            complete(&db, &run, "Hi again.", Some("stop"))
+            complete(&db, &run, "Hi again.", Some("stop"), None)
                 .await
                 .unwrap(),
             Finished::Already
@@ -781,6 +865,11 @@ mod tests {
         assert_eq!(ended.status, RunStatus::Completed);
         assert_eq!((ended.step.as_str(), ended.progress), ("Done", 100));
         assert_eq!(ended.assistant_message_id, Some(reply));
+        assert_eq!(
+            ended.state_after.map(|state| state.0),
+            Some(scene),
+            "the scene after the reply is kept with the run that ended"
+        );
         let stored = messages(&db, companion, None, 10).await.unwrap();
         assert_eq!(stored.len(), 2, "one user message, one reply");
         assert_eq!(stored[0].content, "Hi there.");
@@ -816,19 +905,38 @@ mod tests {
             .unwrap()
         };
         let much_later = now + std::time::Duration::from_secs(90);
-        save_partial_and_renew(&db, run.id, "Hel", "b", much_later)
+        let writing = Progress {
+            status: RunStatus::Responding,
+            step: "Writing…",
+            percent: 35,
+        };
+        save_partial_and_renew(&db, run.id, "Hel", writing, "b", much_later)
             .await
             .unwrap();
         assert_eq!(lease_of(&db).await, Some(later), "not b's lease to extend");
-        save_partial_and_renew(&db, run.id, "Hello", "a", much_later)
+        save_partial_and_renew(&db, run.id, "Hello", writing, "a", much_later)
             .await
             .unwrap();
         assert_eq!(lease_of(&db).await, Some(much_later));
+        let flushed = find_run(&db, run.id).await.unwrap().unwrap();
+        assert_eq!(flushed.partial_text, "Hello");
         assert_eq!(
-            find_run(&db, run.id).await.unwrap().unwrap().partial_text,
-            "Hello"
+            (flushed.status, flushed.step.as_str(), flushed.progress),
+            (RunStatus::Responding, "Writing…", 35),
+            "the progress is recorded with the text"
         );
-        complete(&db, &run, "Hello", Some("stop")).await.unwrap();
+        complete(&db, &run, "Hello", Some("stop"), None)
+            .await
+            .unwrap();
+        save_partial_and_renew(&db, run.id, "Hello", writing, "a", much_later)
+            .await
+            .unwrap();
+        let ended = find_run(&db, run.id).await.unwrap().unwrap();
+        assert_eq!(
+            (ended.status, ended.progress),
+            (RunStatus::Completed, 100),
+            "a late flush does not make a finished run look unfinished"
+        );
         assert!(
             claim(&db, run.id, "a", later, now).await.unwrap().is_none(),
             "a finished run is never claimed"
@@ -846,6 +954,7 @@ mod tests {
             &run,
             "A longer reply than the question was.",
             Some("stop"),
+            None,
         )
         .await
         .unwrap();
@@ -869,7 +978,9 @@ mod tests {
                 ),
             ]
         );
-        complete(&db, &next, "Fine.", Some("stop")).await.unwrap();
+        complete(&db, &next, "Fine.", Some("stop"), None)
+            .await
+            .unwrap();
         let first = message(&db, companion, run.user_message_id)
             .await
             .unwrap()
