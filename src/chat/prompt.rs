@@ -9,6 +9,10 @@
 //! tokenizer is less efficient, the provider's "context length exceeded" answer shortens the window once
 //! ([`shortened_context`]).
 
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::{LazyLock, Mutex};
+
 use crate::companions::profile::{LiveState, Profile};
 use crate::companions::prompt::system_prompt;
 use crate::providers::llm::{ChatMessage, ContextSizes};
@@ -35,13 +39,54 @@ pub struct Turn {
 
 /// The tokens a message with `text` costs: its `cl100k_base` tokens plus 10 %, plus the framing.
 pub fn estimate_tokens(text: &str) -> u32 {
+    with_headroom(bpe_tokens(text))
+}
+
+/// `text`'s `cl100k_base` tokens.
+fn bpe_tokens(text: &str) -> u32 {
     let tokens = tiktoken_rs::cl100k_base_singleton()
         .encode_ordinary(text)
         .len();
-    let tokens = u32::try_from(tokens).unwrap_or(u32::MAX);
+    u32::try_from(tokens).unwrap_or(u32::MAX)
+}
+
+/// A message's cost from its text's tokens: plus 10 %, plus the framing.
+fn with_headroom(tokens: u32) -> u32 {
     tokens
         .saturating_add(tokens.div_ceil(10))
         .saturating_add(MESSAGE_OVERHEAD)
+}
+
+/// The tokens of character descriptions counted lately, by a hash of their text. A companion's description
+/// changes only when its profile is edited, and counting it is most of the work of building a prompt
+/// (the scene and the rules around it are counted each time: they are short). Emptied when full.
+static CHARACTER_TOKENS: LazyLock<Mutex<HashMap<u64, u32>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+/// Character descriptions whose counts are kept (a few bytes each).
+const CHARACTER_TOKENS_KEPT: usize = 4096;
+
+/// [`bpe_tokens`] of a character description, counted once while it is among the recent ones.
+fn character_tokens(description: &str) -> u32 {
+    let key = {
+        let mut hasher = DefaultHasher::new();
+        description.hash(&mut hasher);
+        hasher.finish()
+    };
+    let known = CHARACTER_TOKENS
+        .lock()
+        .map(|counts| counts.get(&key).copied())
+        .unwrap_or(None);
+    if let Some(tokens) = known {
+        return tokens;
+    }
+    let tokens = bpe_tokens(description);
+    if let Ok(mut counts) = CHARACTER_TOKENS.lock() {
+        if counts.len() >= CHARACTER_TOKENS_KEPT {
+            counts.clear();
+        }
+        counts.insert(key, tokens);
+    }
+    tokens
 }
 
 /// Loads the tokenizer's tables (a fraction of a second), so the first reply does not wait for it.
@@ -74,37 +119,65 @@ pub fn shortened_context(context: u32, reply_tokens: u32, sent: u32, sizes: Cont
     shorter.min(context.saturating_sub(1))
 }
 
-/// The system prompt of a reply.
-pub fn system(profile: &Profile, state: &LiveState, user_name: &str) -> String {
-    let mut prompt = system_prompt(profile);
-    prompt.push_str(&format!("\n\nYou are talking with {user_name}."));
-    prompt.push_str(&format!(
+/// A system prompt and what it costs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SystemPrompt {
+    /// The text.
+    pub text: String,
+    /// Its [`estimate_tokens`] (up to a token or two: its parts are counted apart).
+    pub tokens: u32,
+}
+
+impl SystemPrompt {
+    /// A system prompt of `text`, counted whole.
+    pub fn counted(text: impl Into<String>) -> Self {
+        let text = text.into();
+        let tokens = estimate_tokens(&text);
+        Self { text, tokens }
+    }
+}
+
+/// The system prompt of a reply: the character ([`system_prompt`], whose count is remembered), the scene
+/// and the user, the conduct rules.
+pub fn system(profile: &Profile, state: &LiveState, user_name: &str) -> SystemPrompt {
+    let character = system_prompt(profile);
+    let mut scene = format!("\n\nYou are talking with {user_name}.");
+    scene.push_str(&format!(
         "\n\nRight now you are in the {}, {}, wearing {}.",
         state.location.trim_start_matches("the "),
         state.action,
         state.describe_outfit()
     ));
     if state.user_present && !profile.user_appearance.is_empty() {
-        prompt.push_str(&format!(
+        scene.push_str(&format!(
             " {user_name} is here with you and looks like this: {}.",
             profile.user_appearance.trim_end_matches('.')
         ));
     }
-    prompt.push_str("\n\n");
-    prompt.push_str(CONDUCT_RULES);
-    prompt
+    scene.push_str("\n\n");
+    static RULES_TOKENS: LazyLock<u32> = LazyLock::new(|| bpe_tokens(CONDUCT_RULES));
+    let tokens = character_tokens(&character)
+        .saturating_add(bpe_tokens(&scene))
+        .saturating_add(*RULES_TOKENS);
+    let mut text = character;
+    text.push_str(&scene);
+    text.push_str(CONDUCT_RULES);
+    SystemPrompt {
+        text,
+        tokens: with_headroom(tokens),
+    }
 }
 
 /// System prompt, the newest history that fits `context_tokens − reply_tokens`, then `user_message` once
 /// (its stored count trusted like the history's).
 pub fn build(
-    system: String,
+    system: SystemPrompt,
     history: &[Turn],
     user_message: &Turn,
     context_tokens: u32,
     reply_tokens: u32,
 ) -> Vec<ChatMessage> {
-    let fixed = estimate_tokens(&system).saturating_add(cost(user_message));
+    let fixed = system.tokens.saturating_add(cost(user_message));
     let mut budget = context_tokens
         .saturating_sub(reply_tokens)
         .saturating_sub(fixed);
@@ -118,7 +191,7 @@ pub fn build(
         kept.push(turn);
     }
     kept.reverse();
-    let mut messages = vec![ChatMessage::new("system", system)];
+    let mut messages = vec![ChatMessage::new("system", system.text)];
     messages.extend(
         kept.into_iter()
             .map(|turn| ChatMessage::new(&turn.role, turn.content.clone())),
@@ -157,7 +230,13 @@ mod tests {
         let mut costly = turn("user", "short");
         costly.tokens = Some(10_000);
         let history = vec![costly, turn("assistant", "kept")];
-        let messages = build("sys".into(), &history, &turn("user", "next"), 4096, 300);
+        let messages = build(
+            SystemPrompt::counted("sys"),
+            &history,
+            &turn("user", "next"),
+            4096,
+            300,
+        );
         let contents: Vec<&str> = messages.iter().map(|m| m.content.as_str()).collect();
         assert_eq!(
             contents,
@@ -170,7 +249,7 @@ mod tests {
     fn the_user_message_comes_last_and_only_once() {
         let history = vec![turn("user", "hi"), turn("assistant", "hello!")];
         let messages = build(
-            "sys".into(),
+            SystemPrompt::counted("sys"),
             &history,
             &turn("user", "how are you?"),
             4096,
@@ -201,7 +280,13 @@ mod tests {
                 )
             })
             .collect();
-        let messages = build("sys".into(), &history, &turn("user", "now"), 2048, 300);
+        let messages = build(
+            SystemPrompt::counted("sys"),
+            &history,
+            &turn("user", "now"),
+            2048,
+            300,
+        );
         assert!(messages.len() < 20, "{}", messages.len());
         assert!(
             messages[1]
@@ -243,7 +328,13 @@ mod tests {
                 )
             })
             .collect();
-        let messages = build("sys".into(), &history, &turn("user", "好"), 4096, 300);
+        let messages = build(
+            SystemPrompt::counted("sys"),
+            &history,
+            &turn("user", "好"),
+            4096,
+            300,
+        );
         assert!(
             count_messages(&messages) <= 4096 - 300,
             "{}",
@@ -279,7 +370,7 @@ mod tests {
     fn the_system_prompt_carries_state_and_presence() {
         let profile = profile();
         let mut state = LiveState::initial(&profile);
-        let absent = system(&profile, &state, "Sam");
+        let absent = system(&profile, &state, "Sam").text;
         assert!(absent.contains("You are talking with Sam."));
         assert!(absent.contains(
             "Right now you are in the living room, looking at viewer, wearing white t-shirt"
@@ -288,8 +379,27 @@ mod tests {
         state.user_present = true;
         assert!(
             system(&profile, &state, "Sam")
+                .text
                 .contains("Sam is here with you and looks like this: tall, red scarf.")
         );
         assert!(absent.ends_with(CONDUCT_RULES));
+    }
+
+    #[test]
+    fn a_system_prompt_counted_in_parts_costs_what_it_costs_whole() {
+        let mut profile = profile();
+        let state = LiveState::initial(&profile);
+        for name in ["Mira", "Ilse", "春香"] {
+            profile.name = name.into();
+            let first = system(&profile, &state, "Sam");
+            let again = system(&profile, &state, "Sam");
+            assert_eq!(first, again, "the remembered count is the count");
+            let whole = estimate_tokens(&first.text);
+            assert!(
+                first.tokens.abs_diff(whole) <= 2,
+                "{} counted in parts, {whole} whole",
+                first.tokens
+            );
+        }
     }
 }
