@@ -7,6 +7,7 @@ use super::{ChatExecutor, StepError};
 use crate::chat::analysis;
 use crate::chat::store::{self, RunRow, RunStatus, TurnRow};
 use crate::companions;
+use crate::companions::profile::LiveState;
 use crate::engine::{RunChannel, RunEvent};
 use crate::providers::llm::LlmClient;
 
@@ -75,7 +76,8 @@ impl ChatExecutor {
             &self.db,
             run.user_id,
             run.companion_id,
-            |state| analysis::apply(state, &json),
+            current,
+            |state: &LiveState| analysis::apply(state, &json),
         )
         .await
         {

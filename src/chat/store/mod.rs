@@ -134,7 +134,7 @@ pub async fn start_run(db: &Db, new: &NewRun<'_>) -> Result<RunRow, StartError> 
     let message_id = new.existing_message.unwrap_or_else(Uuid::now_v7);
     // Counted before the transaction, so the write lock is not held while the tokenizer runs.
     let cost = new.new_message.map(prompt_cost);
-    let inserted: Result<(), sqlx::Error> = db_dispatch!(db, pool => async {
+    let inserted: Result<RunRow, sqlx::Error> = db_dispatch!(db, pool => async {
         let mut tx = pool.begin().await?;
         if let Some(content) = new.new_message {
             sqlx::query(
@@ -149,13 +149,14 @@ pub async fn start_run(db: &Db, new: &NewRun<'_>) -> Result<RunRow, StartError> 
             .execute(&mut *tx)
             .await?;
         }
-        sqlx::query(
+        let sql = format!(
             "INSERT INTO chat_runs (id, companion_id, user_id, user_message_id, replaces_message_id, \
                  client_request_id, generate_image, status, step, progress, partial_text, retryable, \
                  attempts, correlation_id, deadline_at, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $13, 'Waiting to start', 0, '', FALSE, $8, $9, $10, \
-                 $11, $12)",
-        )
+                 $11, $12) RETURNING {RUN_COLUMNS}"
+        );
+        let run: RunRow = sqlx::query_as(&sql)
         .bind(run_id)
         .bind(new.companion)
         .bind(new.user)
@@ -169,14 +170,13 @@ pub async fn start_run(db: &Db, new: &NewRun<'_>) -> Result<RunRow, StartError> 
         .bind(now)
         .bind(now)
         .bind(RunStatus::Queued.as_str())
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await?;
-        tx.commit().await
+        tx.commit().await?;
+        Ok(run)
     }.await);
     match inserted {
-        Ok(()) => find_run(db, run_id)
-            .await?
-            .ok_or(StartError::Database(sqlx::Error::RowNotFound)),
+        Ok(run) => Ok(run),
         // PostgreSQL names the index; SQLite names the columns of a partial unique index.
         Err(err)
             if violates_unique(&err, "chat_runs_one_active_idx")
