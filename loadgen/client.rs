@@ -82,32 +82,21 @@ impl User {
         username: &str,
     ) -> anyhow::Result<Self> {
         let mut jar = BTreeMap::new();
-        let form = http.get(format!("{base}/register")).send().await?;
-        remember_cookies(&mut jar, &form);
-        let page = form.text().await?;
-        let token = between(&page, r#"name="csrf_token" value=""#, "\"")
-            .ok_or_else(|| anyhow!("the register page has no CSRF token"))?
-            .to_owned();
         let password = PASSWORD;
         let email = format!("{username}@loadgen.example");
-        let registered = http
-            .post(format!("{base}/register"))
-            .header(COOKIE, cookie_header(&jar))
-            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(
-                url::form_urlencoded::Serializer::new(String::new())
-                    .extend_pairs([
-                        ("csrf_token", token.as_str()),
-                        ("name", username),
-                        ("email", email.as_str()),
-                        ("username", username),
-                        ("password", password),
-                        ("password_confirm", password),
-                    ])
-                    .finish(),
-            )
-            .send()
-            .await?;
+        let registered = submit_form(
+            http,
+            &format!("{base}/register"),
+            &mut jar,
+            &[
+                ("name", username),
+                ("email", email.as_str()),
+                ("username", username),
+                ("password", password),
+                ("password_confirm", password),
+            ],
+        )
+        .await?;
         if !registered.status().is_redirection() {
             bail!(
                 "registering {username} answered {}: {}",
@@ -256,28 +245,17 @@ impl User {
 /// Signs `username` (registered by [`User::sign_up`]) in through the sign-in form, as a browser does.
 pub async fn sign_in(http: &reqwest::Client, base: &str, username: &str) -> anyhow::Result<()> {
     let mut jar = BTreeMap::new();
-    let form = http.get(format!("{base}/login")).send().await?;
-    remember_cookies(&mut jar, &form);
-    let page = form.text().await?;
-    let token = between(&page, r#"name="csrf_token" value=""#, "\"")
-        .ok_or_else(|| anyhow!("the sign-in page has no CSRF token"))?
-        .to_owned();
-    let signed_in = http
-        .post(format!("{base}/login"))
-        .header(COOKIE, cookie_header(&jar))
-        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(
-            url::form_urlencoded::Serializer::new(String::new())
-                .extend_pairs([
-                    ("csrf_token", token.as_str()),
-                    ("next", ""),
-                    ("identifier", username),
-                    ("password", PASSWORD),
-                ])
-                .finish(),
-        )
-        .send()
-        .await?;
+    let signed_in = submit_form(
+        http,
+        &format!("{base}/login"),
+        &mut jar,
+        &[
+            ("next", ""),
+            ("identifier", username),
+            ("password", PASSWORD),
+        ],
+    )
+    .await?;
     let status = signed_in.status();
     let session = signed_in
         .headers()
@@ -288,4 +266,31 @@ pub async fn sign_in(http: &reqwest::Client, base: &str, username: &str) -> anyh
         bail!("signing {username} in answered {status} without a session");
     }
     Ok(())
+}
+
+/// Loads the form page at `url` and submits it with `fields` and the page's CSRF token, as a browser does;
+/// the cookies both answers set are kept in `jar`. The answer to the submission is returned as it came.
+async fn submit_form(
+    http: &reqwest::Client,
+    url: &str,
+    jar: &mut BTreeMap<String, String>,
+    fields: &[(&str, &str)],
+) -> anyhow::Result<reqwest::Response> {
+    let form = http.get(url).send().await?;
+    remember_cookies(jar, &form);
+    let page = form.text().await?;
+    let token = between(&page, r#"name="csrf_token" value=""#, "\"")
+        .ok_or_else(|| anyhow!("the form at {url} has no CSRF token"))?
+        .to_owned();
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("csrf_token", &token)
+        .extend_pairs(fields)
+        .finish();
+    Ok(http
+        .post(url)
+        .header(COOKIE, cookie_header(jar))
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await?)
 }
