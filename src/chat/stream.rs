@@ -204,12 +204,21 @@ async fn next_events(mut live: Live) -> Option<(Vec<Event>, Live)> {
                 return Some((vec![event(&other)], live));
             }
             Err(broadcast::error::RecvError::Lagged(_)) => {
+                // What was missed is in the snapshot: the text, the scene and, when the run ended meanwhile,
+                // its end (which would otherwise never come again).
                 let (snapshot, receiver) = live.channel.subscribe();
                 live.receiver = receiver;
                 live.sent = snapshot.text.len();
                 let mut events = vec![reset("catching up")];
                 if !snapshot.text.is_empty() {
                     events.push(token(&snapshot.text, snapshot.text.len(), &snapshot.epoch));
+                }
+                if let Some(state) = &snapshot.state {
+                    events.push(event(state));
+                }
+                if let Some(finished) = &snapshot.finished {
+                    events.push(event(finished));
+                    live.done = true;
                 }
                 return Some((events, live));
             }
@@ -304,6 +313,38 @@ pub(super) async fn stream_run(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::StreamHub;
+
+    #[tokio::test]
+    async fn a_subscriber_that_fell_behind_catches_up_and_still_gets_the_end() {
+        let hub = StreamHub::new();
+        let channel = hub.open(uuid::Uuid::now_v7());
+        let (_, receiver) = channel.subscribe();
+        let live = Live {
+            receiver,
+            channel: channel.clone(),
+            sent: 0,
+            done: false,
+            _active: ActiveStream::new(),
+        };
+        // Far more events than the channel buffers, then the end: this subscriber read none of them.
+        for _ in 0..10_000 {
+            channel.push_text("a");
+        }
+        channel.publish(RunEvent::Error {
+            code: "llm_unavailable".into(),
+            message: "The model is unreachable.".into(),
+            retryable: true,
+            correlation_id: "c".into(),
+        });
+        let (events, live) = next_events(live).await.expect("the catch-up");
+        assert_eq!(live.sent, 10_000, "the whole text is caught up");
+        assert!(
+            live.done,
+            "the end was among the missed events, so it comes with the catch-up: {events:?}"
+        );
+        assert!(next_events(live).await.is_none(), "and the stream ends");
+    }
 
     #[test]
     fn a_valid_offset_resumes_exactly() {
