@@ -7,8 +7,11 @@ use serde_json::Value;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-/// Events buffered per subscriber before it counts as lagging (it then resynchronises from the snapshot).
-const CHANNEL_CAPACITY: usize = 1024;
+/// Events buffered per subscriber before it counts as lagging (it then resynchronises from the snapshot:
+/// the text, the scene and the end in one catch-up). tokio's broadcast allocates every slot when the
+/// channel opens — 1,024 were 41 KiB per run, most of the memory an active chat cost; 128 are six
+/// seconds of tokens at 20 per second for a subscriber that stalls.
+const CHANNEL_CAPACITY: usize = 128;
 
 /// Something a subscriber of a run is told (DESIGN.md §5, stream events).
 #[derive(Debug, Clone, PartialEq)]
