@@ -6,9 +6,9 @@ use serde_json::json;
 
 use super::{conversation, send, setup};
 use crate::on_both_backends;
-use crate::support::fake_llm::{FakeLlm, Streamed, pieces};
+use crate::support::fake_llm::{FakeLlm, Streamed, gate, pieces};
 use crate::support::raw_llm::{RawLlm, RawStream};
-use crate::support::sse::{last, read_all, text_of};
+use crate::support::sse::{last, read, read_all, text_of};
 use crate::support::{Backend, TestApp, counter};
 
 fn words(text: &str) -> Vec<String> {
@@ -33,11 +33,36 @@ async fn a_stream_closed_early_over_connection_close_is_retried_not_kept(backend
     let all = words(FULL_REPLY);
     assert!(all.len() > 20);
     // The provider's connection drops after five words: the HTTP response ends cleanly at the socket's
-    // close, with no finish_reason and no [DONE].
-    llm.stream(RawStream::CloseAfter(all[..5].to_vec()));
+    // close, with no finish_reason and no [DONE]. It starts once this client listens (its first event),
+    // so the client is shown the five words before they are taken back.
+    let listening = gate();
+    llm.stream(RawStream::HeldThenCloseAfter(
+        listening.clone(),
+        all[..5].to_vec(),
+    ));
     llm.stream(RawStream::Complete(all.clone()));
     let (_, started) = send(&alice, &companion, "Tell me about your walk.").await;
-    let events = read_all(&alice, started["stream_url"].as_str().unwrap()).await;
+    let events = read(
+        &alice,
+        started["stream_url"].as_str().unwrap(),
+        None,
+        |received| {
+            if received.len() == 1 {
+                listening.add_permits(1);
+            }
+            false
+        },
+    )
+    .await;
+    assert_eq!(
+        events
+            .iter()
+            .take_while(|e| e.event != "reset")
+            .filter(|e| e.event == "token")
+            .count(),
+        5,
+        "the five words were shown before the reset: {events:?}"
+    );
     let done = last(&events, "done").expect("the reply completes");
     assert_eq!(
         done.data["content"], FULL_REPLY,

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use super::fake_llm::default_analysis;
@@ -18,6 +19,8 @@ use super::fake_llm::default_analysis;
 pub enum RawStream {
     /// These pieces, then close: no `finish_reason`, no `[DONE]`.
     CloseAfter(Vec<String>),
+    /// Nothing until the gate lets it go, then as `CloseAfter` (so a test can listen before the cut).
+    HeldThenCloseAfter(Arc<Semaphore>, Vec<String>),
     /// These pieces, a `finish_reason: "stop"` chunk and `[DONE]`, then close.
     Complete(Vec<String>),
 }
@@ -152,6 +155,15 @@ async fn answer(mut socket: TcpStream, script: Arc<Mutex<Script>>) {
     };
     match next.unwrap_or_else(|| RawStream::Complete(vec!["Fine.".into()])) {
         RawStream::CloseAfter(pieces) => {
+            for text in pieces {
+                response.push_str(&piece(&text));
+            }
+        }
+        RawStream::HeldThenCloseAfter(gate, pieces) => {
+            let Ok(permit) = gate.acquire().await else {
+                return;
+            };
+            permit.forget();
             for text in pieces {
                 response.push_str(&piece(&text));
             }
