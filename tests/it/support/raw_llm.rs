@@ -17,9 +17,8 @@ use super::fake_llm::default_analysis;
 /// What one streamed call sends before the server closes the socket.
 #[derive(Clone)]
 pub enum RawStream {
-    /// These pieces, then close: no `finish_reason`, no `[DONE]`.
-    CloseAfter(Vec<String>),
-    /// Nothing until the gate lets it go, then as `CloseAfter` (so a test can listen before the cut).
+    /// Nothing until the gate lets it go (so a test can listen before the cut), then these pieces, then
+    /// close: no `finish_reason`, no `[DONE]`.
     HeldThenCloseAfter(Arc<Semaphore>, Vec<String>),
     /// These pieces, a `finish_reason: "stop"` chunk and `[DONE]`, then close.
     Complete(Vec<String>),
@@ -154,11 +153,6 @@ async fn answer(mut socket: TcpStream, script: Arc<Mutex<Script>>) {
             "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": null}]}))
     };
     match next.unwrap_or_else(|| RawStream::Complete(vec!["Fine.".into()])) {
-        RawStream::CloseAfter(pieces) => {
-            for text in pieces {
-                response.push_str(&piece(&text));
-            }
-        }
         RawStream::HeldThenCloseAfter(gate, pieces) => {
             let Ok(permit) = gate.acquire().await else {
                 return;
