@@ -5,11 +5,13 @@
 //! booleans, JSON). Uniqueness and integrity live in the schema; callers map constraint violations to
 //! field errors instead of checking first. `db/` knows nothing of HTTP.
 
+mod clock;
 mod file_lock;
 pub mod migrate;
 mod timestamp;
 
-pub use file_lock::FileLock;
+pub use clock::DbClock;
+pub use file_lock::{FileLock, InstanceLock, InstanceLockError};
 pub use timestamp::Timestamp;
 
 /// A migrated SQLite database in a temporary folder, with one user and one companion (unit tests of
@@ -200,6 +202,17 @@ impl Db {
                 url: shown,
                 reason: "the scheme must be sqlite:// or postgres://".to_owned(),
             })
+        }
+    }
+
+    /// The file of a SQLite database (`None` for PostgreSQL and in-memory SQLite).
+    pub fn sqlite_file(&self) -> Option<std::path::PathBuf> {
+        match self {
+            Self::Sqlite(pool) => {
+                let file = pool.connect_options().get_filename().to_owned();
+                (!file.as_os_str().is_empty() && file.as_os_str() != ":memory:").then_some(file)
+            }
+            Self::Postgres(_) => None,
         }
     }
 
