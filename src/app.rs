@@ -26,7 +26,8 @@ use tower_http::timeout::TimeoutLayer;
 use crate::chat::runner::ChatExecutor;
 use crate::config::Config;
 use crate::db::migrate::{self, MigrationError};
-use crate::db::{ConnectError, Db, Timestamp};
+use crate::db::{ConnectError, Db, InstanceLock, Timestamp};
+use crate::engine::instances::{self, Instance};
 use crate::engine::{LocalEngine, StreamHub};
 use crate::error::AppError;
 use crate::media::generate::Imaging;
@@ -43,8 +44,9 @@ use crate::web::{RateLimiter, assets, csrf, error_pages, observe, session};
 use crate::{accounts, chat, companions, export, home, images, ops, providers};
 
 pub use crate::web::limits::{MAX_FORM_BYTES, MAX_REQUEST_BYTES};
-/// How often unfinished chat runs nobody holds are looked for.
-pub const RUN_SWEEP_INTERVAL: Duration = Duration::from_secs(15);
+/// How often unfinished chat runs nobody holds are looked for (one indexed query): a run of an instance that
+/// died is taken over within a second of its heartbeat going stale (`INSTANCE_TIMEOUT_SECS`).
+pub const RUN_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// How often expired sessions and rate-limit windows are deleted.
 pub const PURGE_INTERVAL: Duration = Duration::from_secs(600);
 /// A request that has not produced its response headers by then is answered 408.
@@ -150,7 +152,25 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let bound = listener.local_addr()?;
-        let instance = uuid::Uuid::now_v7().to_string();
+        // One process serves a SQLite database: held until this function returns (or the process dies).
+        let serving_lock = match self.db.sqlite_file() {
+            Some(file) => Some(InstanceLock::try_acquire(&file).map_err(std::io::Error::other)?),
+            None => None,
+        };
+        let identity = instances::Identity {
+            name: self
+                .config
+                .instance_name
+                .clone()
+                .unwrap_or_else(|| instances::default_name(bound.port())),
+            timeout: self.config.instance_timeout,
+        };
+        let registry = Instance::new(&self.db, identity, serving_lock.is_some());
+        if let Err(err) = registry.register().await {
+            tracing::warn!(error = %err, "cannot register this instance yet; every heartbeat tries again");
+        }
+        let heartbeat = registry.spawn_heartbeat();
+        let instance = registry.id().to_string();
         let hub = Arc::new(StreamHub::new());
         let llm = self
             .config
@@ -172,7 +192,7 @@ impl App {
             llm,
             imaging.clone(),
             hub.clone(),
-            instance.as_str(),
+            registry.clone(),
         );
         let engine = LocalEngine::new(Arc::new(executor));
         let state = self.state(bound, engine.clone(), hub, imaging);
@@ -192,7 +212,7 @@ impl App {
         let sweeper = engine.spawn_sweeper(RUN_SWEEP_INTERVAL);
 
         let purge = ops::jobs::spawn_periodic(
-            JobLeases::new(self.db.clone(), instance.clone()),
+            JobLeases::new(self.db.clone(), instance.clone()).timed_by(registry.clock()),
             "purge-expired",
             PURGE_INTERVAL,
             {
@@ -204,7 +224,7 @@ impl App {
         );
         let cleanup = self.config.cleanup.interval.map(|interval| {
             ops::jobs::spawn_periodic(
-                JobLeases::new(self.db.clone(), instance.clone()),
+                JobLeases::new(self.db.clone(), instance.clone()).timed_by(registry.clock()),
                 "cleanup-images",
                 interval,
                 {
@@ -261,7 +281,10 @@ impl App {
         }
         sweeper.abort();
         engine.shutdown().await;
+        heartbeat.abort();
+        registry.deregister().await;
         self.db.close().await;
+        drop(serving_lock);
         tracing::info!("companion hub stopped");
         served
     }

@@ -377,7 +377,7 @@ pub async fn stop(state: &AppState, current: &CurrentUser, id: Uuid) -> Result<S
     if state.engine.cancel(run.id) {
         return Ok(Stopped::Stopping);
     }
-    store::cancel(&state.db, &run, &run.partial_text).await?;
+    store::cancel(&state.db, &run, None, &run.partial_text).await?;
     Ok(Stopped::Cancelled)
 }
 

@@ -173,6 +173,18 @@ pub(super) fn load(vars: HashMap<String, String>) -> Result<Config, ConfigProble
     let run_deadline =
         Duration::from_secs(u64::from(r.integer("RUN_DEADLINE_SECS", 300, 10, 3600)));
 
+    let instance_timeout =
+        Duration::from_secs(u64::from(r.integer("INSTANCE_TIMEOUT_SECS", 10, 3, 600)));
+    let instance_name = r.get("INSTANCE_NAME").map(|name| name.trim().to_owned());
+    if let Some(name) = &instance_name
+        && (name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control))
+    {
+        r.problem(
+            "INSTANCE_NAME",
+            "must be 1 to 100 printable characters naming this instance, like web-1",
+        );
+    }
+
     if !r.problems.is_empty() {
         return Err(ConfigProblems(r.problems));
     }
@@ -196,6 +208,8 @@ pub(super) fn load(vars: HashMap<String, String>) -> Result<Config, ConfigProble
         workflow_engine,
         cleanup,
         run_deadline,
+        instance_timeout,
+        instance_name,
     })
 }
 

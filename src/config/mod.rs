@@ -61,6 +61,10 @@ pub struct Config {
     pub cleanup: CleanupConfig,
     /// Every chat run reaches a terminal state within this time.
     pub run_deadline: Duration,
+    /// An instance whose heartbeat is older than this is dead: its runs are taken over.
+    pub instance_timeout: Duration,
+    /// The name this instance keeps across restarts (`INSTANCE_NAME`; default host:port).
+    pub instance_name: Option<String>,
 }
 
 /// How log lines are written.

@@ -4,10 +4,13 @@
 //! `engine/` never imports a feature. The local engine runs executors in-process, remembers what it runs so it
 //! can cancel, and sweeps for unfinished runs whose lease has lapsed (a crash, a restart) to resume them. Events
 //! are pushed to subscribers through the [`hub::StreamHub`], never by polling the database; the hub keeps the
-//! reply text so a late or reconnecting subscriber catches up from memory without gaps or repeats.
+//! reply text so a late or reconnecting subscriber catches up from memory without gaps or repeats. The
+//! [`instances`] registry says which processes are alive, so a run held by a dead one is taken over at once.
 
 pub mod hub;
+pub mod instances;
 pub mod local;
 
 pub use hub::{RunChannel, RunEvent, StreamHub};
+pub use instances::Instance;
 pub use local::{LocalEngine, RunExecutor};

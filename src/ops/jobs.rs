@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
-use crate::db::{Db, Timestamp};
+use crate::db::{Db, DbClock, Timestamp};
 use crate::db_dispatch;
 
 /// The lease table, seen from one instance.
@@ -18,15 +18,33 @@ use crate::db_dispatch;
 pub struct JobLeases {
     db: Db,
     holder: Arc<str>,
+    clock: Option<Arc<DbClock>>,
 }
 
 impl JobLeases {
-    /// Leases for the instance named `holder`.
+    /// Leases for the instance named `holder`, timed by this host's clock.
     pub fn new(db: Db, holder: impl Into<Arc<str>>) -> Self {
         Self {
             db,
             holder: holder.into(),
+            clock: None,
         }
+    }
+
+    /// The same leases timed by the database's clock (what a serving instance uses: a clock jump on one
+    /// host then moves no lease).
+    pub fn timed_by(self, clock: Arc<DbClock>) -> Self {
+        Self {
+            clock: Some(clock),
+            ..self
+        }
+    }
+
+    /// The time lease decisions use.
+    pub fn now(&self) -> Timestamp {
+        self.clock
+            .as_ref()
+            .map_or_else(Timestamp::now, |clock| clock.now())
     }
 
     /// Takes the lease on `name` until `now + lease` when it is free, expired, or already ours.
@@ -85,7 +103,7 @@ where
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
-            match leases.try_claim(name, lease, Timestamp::now()).await {
+            match leases.try_claim(name, lease, leases.now()).await {
                 Ok(false) => continue,
                 Ok(true) => {}
                 Err(err) => {
@@ -106,7 +124,7 @@ where
             };
             metrics::counter!("periodic_job_runs_total", "job" => name, "outcome" => outcome)
                 .increment(1);
-            if let Err(err) = leases.record_run(name, Timestamp::now()).await {
+            if let Err(err) = leases.record_run(name, leases.now()).await {
                 tracing::warn!(job = name, error = %err, "cannot record periodic job run");
             }
         }

@@ -84,7 +84,8 @@ impl ChatExecutor {
             Ok(Some(state)) => {
                 let value = serde_json::to_value(&state).unwrap_or_default();
                 if run.generate_image
-                    && let Err(err) = store::save_state_after(&self.db, run.id, &value).await
+                    && let Err(err) =
+                        store::save_state_after(&self.db, run.id, self.lease(run), &value).await
                 {
                     tracing::warn!(error = %err, "cannot record the state of a run");
                 }

@@ -36,39 +36,47 @@ impl ChatExecutor {
             None => Vec::new(),
         };
         let finish_reason = reply.finish.as_ref().map(Finish::as_str);
-        let stored =
-            match store::complete(&self.db, run, &reply.text, finish_reason, state_after).await? {
-                Finished::Now(Some(message_id)) => {
-                    metrics::counter!("chat_runs_total", "status" => RunStatus::Completed.as_str())
-                        .increment(1);
-                    tracing::info!(run_id = %run.id, "chat run completed");
-                    channel.publish(RunEvent::Progress {
-                        status: RunStatus::Completed.as_str().into(),
-                        step: "Done".into(),
-                        progress: 100,
-                    });
-                    let done = if run.generate_image || run.kind == RunKind::Image {
-                        // The picture (or why there is none) is read back with the message.
-                        done_event(&self.db, run.companion_id, message_id, &reply.text).await
-                    } else {
-                        // Stored just now exactly as given: nothing to read back.
-                        RunEvent::Done {
-                            message_id,
-                            html: render::to_html(&reply.text),
-                            content: reply.text.clone(),
-                            image: None,
-                            image_error: None,
-                            finish_reason: finish_reason.map(str::to_owned),
-                        }
-                    };
-                    channel.publish(done);
-                    Some(message_id)
-                }
-                Finished::Now(None) | Finished::Already => {
-                    self.publish_final_state(run, &channel).await;
-                    None
-                }
-            };
+        let stored = match store::complete(
+            &self.db,
+            run,
+            self.lease(run),
+            &reply.text,
+            finish_reason,
+            state_after,
+        )
+        .await?
+        {
+            Finished::Now(Some(message_id)) => {
+                metrics::counter!("chat_runs_total", "status" => RunStatus::Completed.as_str())
+                    .increment(1);
+                tracing::info!(run_id = %run.id, "chat run completed");
+                channel.publish(RunEvent::Progress {
+                    status: RunStatus::Completed.as_str().into(),
+                    step: "Done".into(),
+                    progress: 100,
+                });
+                let done = if run.generate_image || run.kind == RunKind::Image {
+                    // The picture (or why there is none) is read back with the message.
+                    done_event(&self.db, run.companion_id, message_id, &reply.text).await
+                } else {
+                    // Stored just now exactly as given: nothing to read back.
+                    RunEvent::Done {
+                        message_id,
+                        html: render::to_html(&reply.text),
+                        content: reply.text.clone(),
+                        image: None,
+                        image_error: None,
+                        finish_reason: finish_reason.map(str::to_owned),
+                    }
+                };
+                channel.publish(done);
+                Some(message_id)
+            }
+            Finished::Now(None) | Finished::Already => {
+                self.publish_final_state(run, &channel).await;
+                None
+            }
+        };
         if stored.is_some() {
             self.imaging.discard(replaced_pictures).await;
         }
@@ -79,7 +87,7 @@ impl ChatExecutor {
 
     pub(super) async fn end_cancelled(&self, run: &RunRow, channel: &RunChannel) {
         let partial = channel.text();
-        match store::cancel(&self.db, run, &partial).await {
+        match store::cancel(&self.db, run, Some(self.lease(run)), &partial).await {
             Ok(Finished::Now(message)) => {
                 metrics::counter!("chat_runs_total", "status" => RunStatus::Cancelled.as_str())
                     .increment(1);
@@ -112,7 +120,17 @@ impl ChatExecutor {
         message: &str,
         retryable: bool,
     ) {
-        match store::fail(&self.db, run, &channel.text(), code, message, retryable).await {
+        match store::fail(
+            &self.db,
+            run,
+            self.lease(run),
+            &channel.text(),
+            code,
+            message,
+            retryable,
+        )
+        .await
+        {
             Ok(Finished::Now(_)) => {
                 metrics::counter!("chat_runs_total", "status" => RunStatus::Failed.as_str())
                     .increment(1);

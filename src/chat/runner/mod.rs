@@ -32,7 +32,7 @@ use uuid::Uuid;
 
 use super::store::{self, RunKind, RunRow, RunStatus, TurnRow};
 use crate::db::{Db, Timestamp};
-use crate::engine::{RunChannel, RunEvent, RunExecutor, StreamHub};
+use crate::engine::{Instance, RunChannel, RunEvent, RunExecutor, StreamHub};
 use crate::media::generate::Imaging;
 use crate::providers::llm::LlmClient;
 
@@ -40,7 +40,10 @@ pub use ending::terminal_event;
 pub use respond::{Reply, STREAM_ATTEMPTS};
 pub use step_error::StepError;
 
-/// How long a claim on a run lasts without renewal; renewed while the run makes progress.
+/// How long a claim on a run lasts without renewal; renewed every third of it for as long as the run is
+/// executed (waiting for the model's first token and the analysis included), and with every flush of text.
+/// It only matters when a live instance loses track of a run: a dead instance's runs are taken over as soon
+/// as its heartbeat is stale (`INSTANCE_TIMEOUT_SECS`).
 pub const LEASE: Duration = Duration::from_secs(30);
 
 /// Runs chat runs against the database, the model and the stream hub.
@@ -50,30 +53,47 @@ pub struct ChatExecutor {
     llm: Option<LlmClient>,
     imaging: Imaging,
     hub: Arc<StreamHub>,
-    instance: Arc<str>,
+    instance: Arc<Instance>,
 }
 
 impl ChatExecutor {
-    /// An executor for this instance (`instance` names its leases).
+    /// An executor for this instance (its id names the leases; its clock decides them).
     pub fn new(
         db: Db,
         llm: Option<LlmClient>,
         imaging: Imaging,
         hub: Arc<StreamHub>,
-        instance: impl Into<Arc<str>>,
+        instance: Arc<Instance>,
     ) -> Self {
         Self {
             db,
             llm,
             imaging,
             hub,
-            instance: instance.into(),
+            instance,
+        }
+    }
+
+    /// This execution's claim on `run` (as claimed): what fences its writes.
+    pub(super) fn lease<'a>(&'a self, run: &RunRow) -> store::Lease<'a> {
+        store::Lease {
+            owner: self.instance.id(),
+            token: run.attempts,
         }
     }
 
     async fn execute_run(self, run_id: Uuid, cancel: CancellationToken) {
-        let now = Timestamp::now();
-        let run = match store::claim(&self.db, run_id, &self.instance, now + LEASE, now).await {
+        let now = self.instance.now();
+        let claimed = store::claim(
+            &self.db,
+            run_id,
+            self.instance.id(),
+            now + LEASE,
+            now,
+            self.instance.alive_since(),
+        )
+        .await;
+        let run = match claimed {
             Ok(Some(run)) => run,
             Ok(None) => {
                 self.not_ours(run_id).await;
@@ -93,7 +113,13 @@ impl ChatExecutor {
     async fn drive(&self, run: RunRow, cancel: CancellationToken) {
         let channel = self.hub.open(run.id);
         let remaining = Duration::from_secs(Timestamp::now().seconds_until(run.deadline_at));
-        let outcome = tokio::time::timeout(remaining, self.steps(&run, &cancel)).await;
+        let held = async {
+            tokio::select! {
+                result = self.steps(&run, &cancel) => result,
+                lost = self.keep_lease(&run) => Err(lost),
+            }
+        };
+        let outcome = tokio::time::timeout(remaining, held).await;
         let result = match outcome {
             Ok(result) => result,
             Err(_) => Err(StepError::failed(
@@ -104,6 +130,11 @@ impl ChatExecutor {
         };
         match result {
             Ok(()) => {}
+            Err(StepError::NotHeld) => {
+                tracing::info!(run_id = %run.id, "this instance no longer holds the run; it stops here");
+                self.not_ours(run.id).await;
+                return;
+            }
             Err(StepError::Cancelled) => self.end_cancelled(&run, &channel).await,
             Err(StepError::Failed {
                 code,
@@ -117,13 +148,35 @@ impl ChatExecutor {
         self.hub.close(run.id);
     }
 
+    /// Renews the lease every third of [`LEASE`] for as long as the run executes; returns only when the
+    /// lease no longer holds (the run was taken over or ended elsewhere), so the steps stop at once.
+    async fn keep_lease(&self, run: &RunRow) -> StepError {
+        loop {
+            tokio::time::sleep(LEASE / 3).await;
+            let until = self.instance.now() + LEASE;
+            match store::renew_lease(&self.db, run.id, self.lease(run), until).await {
+                Ok(true) => {}
+                Ok(false) => return StepError::NotHeld,
+                // The database is away: keep trying; the deadline still bounds the run.
+                Err(err) => {
+                    tracing::warn!(run_id = %run.id, error = %err, "cannot renew a chat run's lease")
+                }
+            }
+        }
+    }
+
     /// The run finished already, or another instance holds it: tell anyone waiting here, then let go.
     async fn not_ours(&self, run_id: Uuid) {
         if let Some(channel) = self.hub.get(run_id) {
             let row = store::find_run(&self.db, run_id).await.ok().flatten();
             let event = match &row {
                 Some(row) => terminal_event(row, &self.db).await,
-                None => None,
+                None => Some(RunEvent::Error {
+                    code: "cancelled".into(),
+                    message: "The conversation was cleared.".into(),
+                    retryable: false,
+                    correlation_id: String::new(),
+                }),
             };
             channel.publish(event.unwrap_or_else(|| {
                 RunEvent::Error {
@@ -147,7 +200,9 @@ impl ChatExecutor {
         step: &str,
         progress: u8,
     ) -> Result<(), StepError> {
-        store::set_progress(&self.db, run.id, status, step, progress).await?;
+        StepError::held(
+            store::set_progress(&self.db, run.id, self.lease(run), status, step, progress).await?,
+        )?;
         channel.publish(RunEvent::Progress {
             status: status.as_str().to_owned(),
             step: step.to_owned(),
@@ -203,14 +258,16 @@ impl RunExecutor for ChatExecutor {
     }
 
     fn orphaned(&self) -> BoxFuture<'static, anyhow::Result<Vec<Uuid>>> {
-        let db = self.db.clone();
-        Box::pin(async move { Ok(store::orphaned(&db, Timestamp::now()).await?) })
+        let (db, instance) = (self.db.clone(), self.instance.clone());
+        Box::pin(
+            async move { Ok(store::orphaned(&db, instance.now(), instance.alive_since()).await?) },
+        )
     }
 
     fn release_all(&self) -> BoxFuture<'static, ()> {
         let (db, instance) = (self.db.clone(), self.instance.clone());
         Box::pin(async move {
-            if let Err(err) = store::release_leases(&db, &instance).await {
+            if let Err(err) = store::release_leases(&db, instance.id()).await {
                 tracing::warn!(error = %err, "cannot release chat run leases");
             }
         })

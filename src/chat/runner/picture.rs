@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::{ChatExecutor, LEASE, StepError};
+use super::{ChatExecutor, StepError};
 use crate::chat::store::{self, RunRow, RunStatus};
 use crate::companions;
 use crate::db::Timestamp;
@@ -55,36 +55,34 @@ impl ChatExecutor {
         tokio::pin!(picture);
         let too_late = tokio::time::sleep(Duration::from_secs(budget));
         tokio::pin!(too_late);
-        // The backend may take minutes: the claim on the run is renewed meanwhile, so no other instance
-        // takes the run over (and paints a second picture).
-        let mut renew = tokio::time::interval(LEASE / 3);
-        renew.tick().await;
-        let outcome = loop {
-            tokio::select! {
-                biased;
-                () = cancel.cancelled() => return Err(StepError::Cancelled),
-                made = &mut picture => break made,
-                () = &mut too_late => break Err("The picture took too long and was stopped.".to_owned()),
-                _ = renew.tick() => {
-                    store::renew_lease(&self.db, run.id, &self.instance, Timestamp::now() + LEASE).await?;
-                }
-            }
+        // The backend may take minutes: the lease is renewed meanwhile by the run's keeper (`drive`).
+        let outcome = tokio::select! {
+            biased;
+            () = cancel.cancelled() => return Err(StepError::Cancelled),
+            made = &mut picture => made,
+            () = &mut too_late => Err("The picture took too long and was stopped.".to_owned()),
         };
         metrics::histogram!("chat_step_duration_seconds", "step" => "image")
             .record(started.elapsed().as_secs_f64());
         match outcome {
             Ok(generated) => {
-                if !store::save_image_result(&self.db, run.id, Some(generated.image_id), None)
-                    .await?
+                if !store::save_image_result(
+                    &self.db,
+                    run.id,
+                    self.lease(run),
+                    Some(generated.image_id),
+                    None,
+                )
+                .await?
                 {
-                    // The run ended meanwhile (Stop elsewhere, the conversation wiped): nothing will
-                    // show this picture.
+                    // The run ended meanwhile (Stop elsewhere, the conversation wiped) or was taken over:
+                    // nothing will show this picture.
                     if let Some(key) =
                         crate::media::store::delete_unattached(&self.db, generated.image_id).await?
                     {
                         self.imaging.discard(vec![key]).await;
                     }
-                    return Ok(None);
+                    return Err(StepError::NotHeld);
                 }
                 channel.publish(RunEvent::Image(generated.event()));
                 self.publish_progress(run, &channel, RunStatus::Imaging, "Picture ready", 95)
@@ -92,7 +90,15 @@ impl ChatExecutor {
                 Ok(Some(generated))
             }
             Err(message) => {
-                store::save_image_result(&self.db, run.id, None, Some(&message)).await?;
+                let recorded = store::save_image_result(
+                    &self.db,
+                    run.id,
+                    self.lease(run),
+                    None,
+                    Some(&message),
+                )
+                .await?;
+                StepError::held(recorded)?;
                 Ok(None)
             }
         }

@@ -9,7 +9,6 @@ use super::{ChatExecutor, LEASE, StepError};
 use crate::chat::prompt;
 use crate::chat::reply_text::TrimmedStream;
 use crate::chat::store::{self, RunRow, RunStatus, TurnRow};
-use crate::db::Timestamp;
 use crate::engine::{RunChannel, RunEvent};
 use crate::providers::llm::{ChatMessage, Finish, LlmClient, LlmError};
 
@@ -65,7 +64,9 @@ impl ChatExecutor {
             // The reply is written again from the start, as a new version of the text: offsets a
             // client got from an earlier execution (in any process) no longer match.
             let epoch = format!("{}.0", run.attempts);
-            store::start_text_epoch(&self.db, run.id, &epoch).await?;
+            StepError::held(
+                store::start_text_epoch(&self.db, run.id, self.lease(run), &epoch).await?,
+            )?;
             channel.reset(
                 "The reply is being written again after an interruption.",
                 &epoch,
@@ -204,7 +205,10 @@ impl ChatExecutor {
                                 step,
                                 percent: shown_progress,
                             };
-                            store::save_partial_and_renew(&self.db, run.id, &text, recorded, &self.instance, Timestamp::now() + LEASE).await?;
+                            let until = self.instance.now() + LEASE;
+                            StepError::held(
+                                store::save_partial_and_renew(&self.db, run.id, &text, recorded, self.lease(run), until).await?,
+                            )?;
                             flushed = text.len();
                         }
                     }
@@ -230,8 +234,16 @@ impl ChatExecutor {
                         step: NOTICING,
                         percent: 80,
                     };
-                    store::save_reply(&self.db, run.id, &text, streamed.finish.as_str(), next)
-                        .await?;
+                    let saved = store::save_reply(
+                        &self.db,
+                        run.id,
+                        self.lease(run),
+                        &text,
+                        streamed.finish.as_str(),
+                        next,
+                    )
+                    .await?;
+                    StepError::held(saved)?;
                     channel.publish(RunEvent::Progress {
                         status: next.status.as_str().to_owned(),
                         step: NOTICING.to_owned(),
@@ -254,7 +266,10 @@ impl ChatExecutor {
                     metrics::counter!("llm_stream_restarts_total").increment(1);
                     if !channel.text().is_empty() {
                         let epoch = format!("{}.{attempt}", run.attempts);
-                        store::start_text_epoch(&self.db, run.id, &epoch).await?;
+                        StepError::held(
+                            store::start_text_epoch(&self.db, run.id, self.lease(run), &epoch)
+                                .await?,
+                        )?;
                         channel.reset(
                             "The connection to the model broke; the reply starts again.",
                             &epoch,
@@ -267,7 +282,10 @@ impl ChatExecutor {
                 }
                 Err(err) => {
                     // What was shown stays on the run, marked unfinished by the failure.
-                    store::save_partial(&self.db, run.id, &channel.text()).await?;
+                    StepError::held(
+                        store::save_partial(&self.db, run.id, self.lease(run), &channel.text())
+                            .await?,
+                    )?;
                     return Ok(Err(err));
                 }
             }

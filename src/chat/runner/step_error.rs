@@ -7,6 +7,9 @@ use crate::providers::llm::LlmError;
 pub enum StepError {
     /// Stop was pressed.
     Cancelled,
+    /// This execution no longer holds the run: another instance took it over, or it ended another way (a
+    /// Stop through another instance, the conversation deleted). It stops writing at once.
+    NotHeld,
     /// The step failed; the run fails with this error.
     Failed {
         /// Stable code for the error event.
@@ -19,6 +22,11 @@ pub enum StepError {
 }
 
 impl StepError {
+    /// The answer of a fenced write as a step's result: `NotHeld` when it changed nothing.
+    pub(super) fn held(still: bool) -> Result<(), Self> {
+        if still { Ok(()) } else { Err(Self::NotHeld) }
+    }
+
     pub(super) fn failed(code: &'static str, message: impl Into<String>, retryable: bool) -> Self {
         Self::Failed {
             code,

@@ -42,7 +42,13 @@ async fn fixture() -> Fixture {
         .images;
     let imaging = Imaging::new(db.clone(), media, None, settings);
     let hub = Arc::new(StreamHub::new());
-    let executor = ChatExecutor::new(db.clone(), None, imaging, hub.clone(), "unit-instance");
+    let executor = ChatExecutor::new(
+        db.clone(),
+        None,
+        imaging,
+        hub.clone(),
+        crate::engine::Instance::unregistered("unit-instance", std::time::Duration::from_secs(10)),
+    );
     Fixture {
         db,
         _dir: dir,
@@ -54,6 +60,44 @@ async fn fixture() -> Fixture {
 }
 
 impl Fixture {
+    /// `run` as an instance that then crashed claimed it: its writes before the crash use this claim, and
+    /// the executor under test (whose instance is another) takes the run over.
+    async fn claimed_before_a_crash(&self, run: &RunRow) -> (RunRow, store::Lease<'static>) {
+        let now = crate::db::Timestamp::now();
+        let run = store::claim(
+            &self.db,
+            run.id,
+            "crashed-instance",
+            now + Duration::from_secs(30),
+            now,
+            now,
+        )
+        .await
+        .expect("claim")
+        .expect("a free run");
+        let lease = store::Lease {
+            owner: "crashed-instance",
+            token: run.attempts,
+        };
+        (run, lease)
+    }
+
+    /// `run` claimed by the executor under test, as its engine would before the steps.
+    async fn claimed_here(&self, run: &RunRow) -> RunRow {
+        let now = crate::db::Timestamp::now();
+        store::claim(
+            &self.db,
+            run.id,
+            "unit-instance",
+            now + Duration::from_secs(30),
+            now,
+            now,
+        )
+        .await
+        .expect("claim")
+        .expect("a free run")
+    }
+
     async fn run(&self, deadline: Duration) -> RunRow {
         store::start_run(
             &self.db,
@@ -165,9 +209,18 @@ async fn a_run_past_its_deadline_fails_with_deadline_exceeded() {
 async fn a_run_that_already_ended_is_not_executed_again_and_a_waiting_subscriber_gets_its_end() {
     let fixture = fixture().await;
     let run = fixture.run(Duration::from_secs(60)).await;
-    store::fail(&fixture.db, &run, "", "llm_rejected", "Refused.", false)
-        .await
-        .expect("the run fails");
+    let (run, lease) = fixture.claimed_before_a_crash(&run).await;
+    store::fail(
+        &fixture.db,
+        &run,
+        lease,
+        "",
+        "llm_rejected",
+        "Refused.",
+        false,
+    )
+    .await
+    .expect("the run fails");
     let mut events = fixture.listen(&run);
     fixture
         .executor
@@ -191,9 +244,18 @@ async fn a_reply_complete_before_a_crash_is_taken_as_it_was_without_a_model() {
         step: "Noticing…",
         percent: 80,
     };
-    store::save_reply(&fixture.db, run.id, "It was *long*.", "length", analyzing)
-        .await
-        .expect("save");
+    let (run, lease) = fixture.claimed_before_a_crash(&run).await;
+    let saved = store::save_reply(
+        &fixture.db,
+        run.id,
+        lease,
+        "It was *long*.",
+        "length",
+        analyzing,
+    )
+    .await
+    .expect("save");
+    assert!(saved);
     let run = fixture.reload(&run).await;
     assert_eq!(run.status, RunStatus::Analyzing, "recorded with the reply");
     let turn = fixture.executor.turn(&run).await.expect("the turn");
@@ -222,12 +284,20 @@ async fn an_analysis_already_applied_is_not_applied_twice() {
     let fixture = fixture().await;
     let run = fixture.run(Duration::from_secs(60)).await;
     let state = serde_json::json!({"location": "the harbour"});
-    store::save_state_after(&fixture.db, run.id, &state)
+    let (run, lease) = fixture.claimed_before_a_crash(&run).await;
+    store::save_state_after(&fixture.db, run.id, lease, &state)
         .await
         .expect("save");
-    store::set_progress(&fixture.db, run.id, RunStatus::Imaging, "Picturing…", 85)
-        .await
-        .expect("progress");
+    store::set_progress(
+        &fixture.db,
+        run.id,
+        lease,
+        RunStatus::Imaging,
+        "Picturing…",
+        85,
+    )
+    .await
+    .expect("progress");
     let run = fixture.reload(&run).await;
     let turn = fixture.executor.turn(&run).await.expect("the turn");
     let after = fixture
@@ -242,6 +312,7 @@ async fn an_analysis_already_applied_is_not_applied_twice() {
 async fn finalize_stores_the_reply_exactly_once_and_announces_it() {
     let fixture = fixture().await;
     let run = fixture.run(Duration::from_secs(60)).await;
+    let run = fixture.claimed_here(&run).await;
     let mut events = fixture.listen(&run);
     let reply = Reply {
         text: "A **good** one.".into(),
@@ -301,6 +372,7 @@ async fn finalize_stores_the_reply_exactly_once_and_announces_it() {
 async fn stop_keeps_what_was_written_as_the_reply_and_without_text_says_stopped() {
     let fixture = fixture().await;
     let run = fixture.run(Duration::from_secs(60)).await;
+    let run = fixture.claimed_here(&run).await;
     let channel = fixture.hub.open(run.id);
     channel.push_text("I was about to");
     let mut events = fixture.listen(&run);
@@ -316,6 +388,7 @@ async fn stop_keeps_what_was_written_as_the_reply_and_without_text_says_stopped(
 
     // A second run stopped before it wrote anything.
     let empty = fixture.run(Duration::from_secs(60)).await;
+    let empty = fixture.claimed_here(&empty).await;
     let channel = fixture.hub.open(empty.id);
     let mut events = fixture.listen(&empty);
     fixture.executor.end_cancelled(&empty, &channel).await;
@@ -340,6 +413,7 @@ async fn stop_keeps_what_was_written_as_the_reply_and_without_text_says_stopped(
 async fn a_failure_keeps_the_shown_text_as_unfinished_not_as_a_reply() {
     let fixture = fixture().await;
     let run = fixture.run(Duration::from_secs(60)).await;
+    let run = fixture.claimed_here(&run).await;
     let channel = fixture.hub.open(run.id);
     channel.push_text("Half a rep");
     fixture
@@ -429,6 +503,7 @@ fn model_trouble_is_told_with_whether_retry_helps() {
                 );
             }
             StepError::Cancelled => panic!("a model error is not a stop"),
+            StepError::NotHeld => panic!("a model error does not lose the run"),
         }
     }
 }

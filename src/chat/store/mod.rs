@@ -11,6 +11,43 @@ use crate::companions::profile::{LiveState, Profile};
 use crate::db::{Db, Timestamp, violates_unique};
 use crate::db_dispatch;
 
+/// The claim one execution holds on a run: the instance and the claim's number (the run's `attempts` as
+/// claimed). Every write of an execution is fenced by it — it changes nothing unless this claim still holds
+/// and the run is unfinished — so an execution whose run was taken over (or ended by a Stop elsewhere)
+/// learns it from its next write and stops, and never stores a second reply.
+#[derive(Debug, Clone, Copy)]
+pub struct Lease<'a> {
+    /// The instance holding the run.
+    pub owner: &'a str,
+    /// The claim's number.
+    pub token: i32,
+}
+
+/// The condition of a fenced write: the lease in `$owner`/`$token` still holds and the run is unfinished.
+macro_rules! held_by {
+    ($owner:literal, $token:literal) => {
+        concat!(
+            " AND lease_owner = ",
+            $owner,
+            " AND attempts = ",
+            $token,
+            " AND status IN ",
+            active_run_statuses!()
+        )
+    };
+}
+
+/// Which instances count as alive: a heartbeat at or after `$since` (instances.rs).
+macro_rules! holder_dead {
+    ($since:literal) => {
+        concat!(
+            "lease_owner NOT IN (SELECT id FROM instances WHERE heartbeat_at >= ",
+            $since,
+            ")"
+        )
+    };
+}
+
 mod messages;
 
 pub use messages::{
@@ -242,22 +279,25 @@ pub async fn start_image_run(
     }
 }
 
-/// Records what the image step produced: the picture, or why there is none. False when the run is no
-/// longer unfinished (nothing was recorded).
+/// Records what the image step produced: the picture, or why there is none. False when the lease no longer
+/// holds or the run ended (nothing was recorded).
 pub async fn save_image_result(
     db: &Db,
     run: Uuid,
+    lease: Lease<'_>,
     image: Option<Uuid>,
     error: Option<&str>,
 ) -> Result<bool, sqlx::Error> {
     db_dispatch!(db, pool => sqlx::query(
         concat!("UPDATE chat_runs SET image_id = $1, image_error = $2, updated_at = $3 \
-         WHERE id = $4 AND status IN ", active_run_statuses!()),
+         WHERE id = $4", held_by!("$5", "$6")),
     )
     .bind(image)
     .bind(error)
     .bind(Timestamp::now())
     .bind(run)
+    .bind(lease.owner)
+    .bind(lease.token)
     .execute(pool)
     .await
     .map(|done| done.rows_affected() == 1))
@@ -328,14 +368,17 @@ pub async fn turn(db: &Db, run: &RunRow) -> Result<Option<TurnRow>, sqlx::Error>
     .await)
 }
 
-/// Takes the run for `owner` until `until` when it is unfinished and free (or already `owner`'s); the run as
-/// claimed, or `None` when it is finished or someone else holds it.
+/// Takes the run for `owner` until `until` when it is unfinished and free — no lease, a lapsed one, one of
+/// an instance without a heartbeat since `alive_since` (dead), or `owner`'s own. The run as claimed (its
+/// `attempts` is the new claim's number), or `None` when it is finished or a live instance holds it. Atomic:
+/// of instances claiming at once, one gets the run.
 pub async fn claim(
     db: &Db,
     run: Uuid,
     owner: &str,
     until: Timestamp,
     now: Timestamp,
+    alive_since: Timestamp,
 ) -> Result<Option<RunRow>, sqlx::Error> {
     let sql = format!(
         concat!(
@@ -343,8 +386,9 @@ pub async fn claim(
          WHERE id = $4 AND status IN ",
             active_run_statuses!(),
             " \
-           AND (lease_owner IS NULL OR lease_until IS NULL OR lease_until < $5 OR lease_owner = $6) \
-         RETURNING {}"
+           AND (lease_owner IS NULL OR lease_until IS NULL OR lease_until < $5 OR lease_owner = $6 OR ",
+            holder_dead!("$7"),
+            ") RETURNING {}"
         ),
         RUN_COLUMNS
     );
@@ -355,6 +399,7 @@ pub async fn claim(
     .bind(run)
     .bind(now)
     .bind(owner)
+    .bind(alive_since)
     .fetch_optional(pool)
     .await)
 }
@@ -370,53 +415,51 @@ pub struct Progress<'a> {
     pub percent: u8,
 }
 
-/// Saves the growing reply with the progress last announced and, in the same statement, extends `owner`'s
-/// lease (one write per flush). The progress is only written while the run is unfinished.
+/// Saves the growing reply with the progress last announced and, in the same statement, extends the lease
+/// until `until` (one write per flush). False when the lease no longer holds (nothing was written).
 pub async fn save_partial_and_renew(
     db: &Db,
     run: Uuid,
     text: &str,
     progress: Progress<'_>,
-    owner: &str,
+    lease: Lease<'_>,
     until: Timestamp,
-) -> Result<(), sqlx::Error> {
+) -> Result<bool, sqlx::Error> {
     db_dispatch!(db, pool => sqlx::query(
-        concat!("UPDATE chat_runs SET partial_text = $1, updated_at = $2, \
-           lease_until = CASE WHEN lease_owner = $3 THEN $4 ELSE lease_until END, \
-           status = CASE WHEN status IN ", active_run_statuses!(), " THEN $5 ELSE status END, \
-           step = CASE WHEN status IN ", active_run_statuses!(), " THEN $6 ELSE step END, \
-           progress = CASE WHEN status IN ", active_run_statuses!(), " THEN $7 ELSE progress END \
-         WHERE id = $8"),
+        concat!("UPDATE chat_runs SET partial_text = $1, updated_at = $2, lease_until = $3, \
+           status = $4, step = $5, progress = $6 WHERE id = $7", held_by!("$8", "$9")),
     )
     .bind(text)
     .bind(Timestamp::now())
-    .bind(owner)
     .bind(until)
     .bind(progress.status.as_str())
     .bind(progress.step)
     .bind(i32::from(progress.percent))
     .bind(run)
+    .bind(lease.owner)
+    .bind(lease.token)
     .execute(pool)
     .await
-    .map(|_| ()))
+    .map(|done| done.rows_affected() == 1))
 }
 
-/// Extends `owner`'s lease.
+/// Extends the lease until `until`; false when it no longer holds.
 pub async fn renew_lease(
     db: &Db,
     run: Uuid,
-    owner: &str,
+    lease: Lease<'_>,
     until: Timestamp,
-) -> Result<(), sqlx::Error> {
+) -> Result<bool, sqlx::Error> {
     db_dispatch!(db, pool => sqlx::query(
-        "UPDATE chat_runs SET lease_until = $1 WHERE id = $2 AND lease_owner = $3",
+        concat!("UPDATE chat_runs SET lease_until = $1 WHERE id = $2", held_by!("$3", "$4")),
     )
     .bind(until)
     .bind(run)
-    .bind(owner)
+    .bind(lease.owner)
+    .bind(lease.token)
     .execute(pool)
     .await
-    .map(|_| ()))
+    .map(|done| done.rows_affected() == 1))
 }
 
 /// Frees every unfinished run `owner` holds.
@@ -431,67 +474,82 @@ pub async fn release_leases(db: &Db, owner: &str) -> Result<u64, sqlx::Error> {
     .map(|r| r.rows_affected()))
 }
 
-/// Unfinished runs nobody holds.
-pub async fn orphaned(db: &Db, now: Timestamp) -> Result<Vec<Uuid>, sqlx::Error> {
+/// Unfinished runs nobody holds: no lease, a lapsed one, or one of an instance without a heartbeat since
+/// `alive_since`.
+pub async fn orphaned(
+    db: &Db,
+    now: Timestamp,
+    alive_since: Timestamp,
+) -> Result<Vec<Uuid>, sqlx::Error> {
     db_dispatch!(db, pool => sqlx::query_scalar(
         concat!("SELECT id FROM chat_runs WHERE status IN ", active_run_statuses!(), " \
-           AND (lease_until IS NULL OR lease_until < $1) ORDER BY created_at"),
+           AND (lease_owner IS NULL OR lease_until IS NULL OR lease_until < $1 OR ", holder_dead!("$2"), ") \
+           ORDER BY created_at"),
     )
     .bind(now)
+    .bind(alive_since)
     .fetch_all(pool)
     .await)
 }
 
-/// Records the status, step and progress (only while unfinished).
+/// Records the status, step and progress; false when the lease no longer holds.
 pub async fn set_progress(
     db: &Db,
     run: Uuid,
+    lease: Lease<'_>,
     status: RunStatus,
     step: &str,
     progress: u8,
-) -> Result<(), sqlx::Error> {
+) -> Result<bool, sqlx::Error> {
     db_dispatch!(db, pool => sqlx::query(
         concat!("UPDATE chat_runs SET status = $1, step = $2, progress = $3, updated_at = $4 \
-         WHERE id = $5 AND status IN ", active_run_statuses!()),
+         WHERE id = $5", held_by!("$6", "$7")),
     )
     .bind(status.as_str())
     .bind(step)
     .bind(i32::from(progress))
     .bind(Timestamp::now())
     .bind(run)
+    .bind(lease.owner)
+    .bind(lease.token)
     .execute(pool)
     .await
-    .map(|_| ()))
+    .map(|done| done.rows_affected() == 1))
 }
 
-/// Persists the reply text so far.
-pub async fn save_partial(db: &Db, run: Uuid, text: &str) -> Result<(), sqlx::Error> {
+/// Persists the reply text so far; false when the lease no longer holds.
+pub async fn save_partial(
+    db: &Db,
+    run: Uuid,
+    lease: Lease<'_>,
+    text: &str,
+) -> Result<bool, sqlx::Error> {
     db_dispatch!(db, pool => sqlx::query(
-        "UPDATE chat_runs SET partial_text = $1, updated_at = $2 WHERE id = $3",
+        concat!("UPDATE chat_runs SET partial_text = $1, updated_at = $2 WHERE id = $3", held_by!("$4", "$5")),
     )
     .bind(text)
     .bind(Timestamp::now())
     .bind(run)
+    .bind(lease.owner)
+    .bind(lease.token)
     .execute(pool)
     .await
-    .map(|_| ()))
+    .map(|done| done.rows_affected() == 1))
 }
 
 /// The finished reply: its exact text and how the stream ended (read back when a run resumes), with the
-/// progress of the step that follows it (written only while the run is unfinished).
+/// progress of the step that follows it. False when the lease no longer holds.
 pub async fn save_reply(
     db: &Db,
     run: Uuid,
+    lease: Lease<'_>,
     text: &str,
     finish_reason: &str,
     next: Progress<'_>,
-) -> Result<(), sqlx::Error> {
+) -> Result<bool, sqlx::Error> {
     db_dispatch!(db, pool => sqlx::query(
         concat!("UPDATE chat_runs SET partial_text = $1, finish_reason = $2, updated_at = $3, \
-           status = CASE WHEN status IN ", active_run_statuses!(), " THEN $4 ELSE status END, \
-           step = CASE WHEN status IN ", active_run_statuses!(), " THEN $5 ELSE step END, \
-           progress = CASE WHEN status IN ", active_run_statuses!(), " THEN $6 ELSE progress END \
-         WHERE id = $7"),
+           status = $4, step = $5, progress = $6 WHERE id = $7", held_by!("$8", "$9")),
     )
     .bind(text)
     .bind(finish_reason)
@@ -500,36 +558,53 @@ pub async fn save_reply(
     .bind(next.step)
     .bind(i32::from(next.percent))
     .bind(run)
+    .bind(lease.owner)
+    .bind(lease.token)
     .execute(pool)
     .await
-    .map(|_| ()))
+    .map(|done| done.rows_affected() == 1))
 }
 
-/// Starts a new version of the reply text (after a reset): empty text, new epoch.
-pub async fn start_text_epoch(db: &Db, run: Uuid, epoch: &str) -> Result<(), sqlx::Error> {
+/// Starts a new version of the reply text (after a reset): empty text, new epoch. False when the lease no
+/// longer holds.
+pub async fn start_text_epoch(
+    db: &Db,
+    run: Uuid,
+    lease: Lease<'_>,
+    epoch: &str,
+) -> Result<bool, sqlx::Error> {
     db_dispatch!(db, pool => sqlx::query(
-        "UPDATE chat_runs SET partial_text = '', text_epoch = $1, updated_at = $2 WHERE id = $3",
+        concat!("UPDATE chat_runs SET partial_text = '', text_epoch = $1, updated_at = $2 WHERE id = $3",
+            held_by!("$4", "$5")),
     )
     .bind(epoch)
     .bind(Timestamp::now())
     .bind(run)
+    .bind(lease.owner)
+    .bind(lease.token)
     .execute(pool)
     .await
-    .map(|_| ()))
+    .map(|done| done.rows_affected() == 1))
 }
 
-/// Records the live state the analysis produced (replayed to late subscribers).
+/// Records the live state the analysis produced (replayed to late subscribers); false when the lease no
+/// longer holds.
 pub async fn save_state_after(
     db: &Db,
     run: Uuid,
+    lease: Lease<'_>,
     state: &serde_json::Value,
-) -> Result<(), sqlx::Error> {
-    db_dispatch!(db, pool => sqlx::query("UPDATE chat_runs SET state_after = $1 WHERE id = $2")
+) -> Result<bool, sqlx::Error> {
+    db_dispatch!(db, pool => sqlx::query(
+        concat!("UPDATE chat_runs SET state_after = $1 WHERE id = $2", held_by!("$3", "$4")),
+    )
         .bind(Json(state))
         .bind(run)
+        .bind(lease.owner)
+        .bind(lease.token)
         .execute(pool)
         .await
-        .map(|_| ()))
+        .map(|done| done.rows_affected() == 1))
 }
 
 /// How ending a run went.
@@ -542,11 +617,13 @@ pub enum Finished {
 }
 
 /// Stores the assistant message and completes the run in one transaction — exactly once: a run that is no
-/// longer unfinished stores nothing. A regenerate's old reply is deleted in the same transaction.
-/// `state_after` is the live state the analysis produced, kept on the run for replays and the export.
+/// longer unfinished, or whose `lease` no longer holds, stores nothing. A regenerate's old reply is deleted in
+/// the same transaction. `state_after` is the live state the analysis produced, kept on the run for replays
+/// and the export.
 pub async fn complete(
     db: &Db,
     run: &RunRow,
+    lease: Lease<'_>,
     content: &str,
     finish_reason: Option<&str>,
     state_after: Option<&serde_json::Value>,
@@ -555,6 +632,7 @@ pub async fn complete(
         db,
         run,
         Ending {
+            held: Some(lease),
             status: RunStatus::Completed,
             partial: content,
             content: Some((content, finish_reason)),
@@ -565,13 +643,20 @@ pub async fn complete(
     .await
 }
 
-/// Ends the run as cancelled; a non-empty partial reply is kept as the assistant message.
-pub async fn cancel(db: &Db, run: &RunRow, partial: &str) -> Result<Finished, sqlx::Error> {
+/// Ends the run as cancelled; a non-empty partial reply is kept as the assistant message. `held` is the
+/// executing claim when the execution records its own stop; `None` when a request ends a run nobody executes.
+pub async fn cancel(
+    db: &Db,
+    run: &RunRow,
+    held: Option<Lease<'_>>,
+    partial: &str,
+) -> Result<Finished, sqlx::Error> {
     let content = (!partial.trim().is_empty()).then_some((partial, None));
     finish(
         db,
         run,
         Ending {
+            held,
             status: RunStatus::Cancelled,
             partial,
             content,
@@ -587,6 +672,7 @@ pub async fn cancel(db: &Db, run: &RunRow, partial: &str) -> Result<Finished, sq
 pub async fn fail(
     db: &Db,
     run: &RunRow,
+    lease: Lease<'_>,
     partial: &str,
     code: &str,
     message: &str,
@@ -596,6 +682,7 @@ pub async fn fail(
         db,
         run,
         Ending {
+            held: Some(lease),
             status: RunStatus::Failed,
             partial,
             content: None,
@@ -609,6 +696,7 @@ pub async fn fail(
 /// How a run ends: in `status` with `partial` as its text; `content` (text and finish reason) is stored as
 /// the assistant message; `error` is (code, message, retryable).
 struct Ending<'a> {
+    held: Option<Lease<'a>>,
     status: RunStatus,
     partial: &'a str,
     content: Option<(&'a str, Option<&'a str>)>,
@@ -621,6 +709,7 @@ struct Ending<'a> {
 /// is rolled back and nothing is stored. The update returns the picture the image step recorded.
 async fn finish(db: &Db, run: &RunRow, ending: Ending<'_>) -> Result<Finished, sqlx::Error> {
     let Ending {
+        held,
         status,
         partial,
         content,
@@ -668,6 +757,7 @@ async fn finish(db: &Db, run: &RunRow, ending: Ending<'_>) -> Result<Finished, s
                  assistant_message_id = COALESCE($10, assistant_message_id), \
                  state_after = COALESCE($11, state_after) \
              WHERE id = $12 AND status IN ", active_run_statuses!(), " \
+               AND ($13 IS NULL OR (lease_owner = $13 AND attempts = $14)) \
              RETURNING image_id, image_error"),
         )
         .bind(status.as_str())
@@ -686,6 +776,8 @@ async fn finish(db: &Db, run: &RunRow, ending: Ending<'_>) -> Result<Finished, s
         .bind(message_id)
         .bind(state_after.map(Json))
         .bind(run.id)
+        .bind(held.map(|lease| lease.owner))
+        .bind(held.map_or(0, |lease| lease.token))
         .fetch_optional(&mut *tx)
         .await?;
         let Some((image_id, image_error)) = updated else {
@@ -830,37 +922,78 @@ mod tests {
         );
     }
 
+    /// The run claimed by the unit tests' instance, and the claim that fences its writes.
+    async fn claimed(db: &Db, run: &RunRow) -> (RunRow, Lease<'static>) {
+        let now = Timestamp::now();
+        let run = claim(
+            db,
+            run.id,
+            "unit",
+            now + std::time::Duration::from_secs(30),
+            now,
+            now,
+        )
+        .await
+        .unwrap()
+        .expect("a free run is claimed");
+        let lease = Lease {
+            owner: "unit",
+            token: run.attempts,
+        };
+        (run, lease)
+    }
+
+    /// Records `instance` as alive with a heartbeat at `at`.
+    async fn heartbeat(db: &Db, instance: &str, at: Timestamp) {
+        db_dispatch!(db, pool => sqlx::query(
+            "INSERT INTO instances (id, name, host, pid, started_at, heartbeat_at) VALUES ($1, $1, 'test', 1, $2, $2) \
+             ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+        )
+        .bind(instance)
+        .bind(at)
+        .execute(pool)
+        .await
+        .map(|_| ()))
+        .unwrap();
+    }
+
     #[tokio::test]
     async fn a_run_ends_exactly_once_and_progress_after_the_end_changes_nothing() {
         let (db, _dir, user, companion) = crate::db::test_database().await;
         let run = start_run(&db, &new_run(companion, user, "hello", None))
             .await
             .unwrap();
-        set_progress(&db, run.id, RunStatus::Responding, "Writing…", 40)
-            .await
-            .unwrap();
+        let (run, lease) = claimed(&db, &run).await;
+        assert!(
+            set_progress(&db, run.id, lease, RunStatus::Responding, "Writing…", 40)
+                .await
+                .unwrap()
+        );
         let scene = serde_json::json!({"location": "the harbour"});
-        let first = complete(&db, &run, "Hi there.", Some("stop"), Some(&scene))
+        let first = complete(&db, &run, lease, "Hi there.", Some("stop"), Some(&scene))
             .await
             .unwrap();
         let Finished::Now(Some(reply)) = first else {
             panic!("the first completion stores the reply: {first:?}");
         };
         assert!(matches!(
-            complete(&db, &run, "Hi again.", Some("stop"), None)
+            complete(&db, &run, lease, "Hi again.", Some("stop"), None)
                 .await
                 .unwrap(),
             Finished::Already
         ));
         assert!(matches!(
-            fail(&db, &run, "", "llm_unavailable", "gone", true)
+            fail(&db, &run, lease, "", "llm_unavailable", "gone", true)
                 .await
                 .unwrap(),
             Finished::Already
         ));
-        set_progress(&db, run.id, RunStatus::Responding, "late", 10)
-            .await
-            .unwrap();
+        assert!(
+            !set_progress(&db, run.id, lease, RunStatus::Responding, "late", 10)
+                .await
+                .unwrap(),
+            "a finished run takes no more progress"
+        );
         let ended = find_run(&db, run.id).await.unwrap().unwrap();
         assert_eq!(ended.status, RunStatus::Completed);
         assert_eq!((ended.step.as_str(), ended.progress), ("Done", 100));
@@ -881,22 +1014,39 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_claim_returns_the_run_once_and_a_flush_renews_only_the_holders_lease() {
+    async fn a_live_holder_keeps_its_run_and_a_dead_ones_run_is_taken_over_and_fenced() {
         let (db, _dir, user, companion) = crate::db::test_database().await;
         let run = start_run(&db, &new_run(companion, user, "hello", None))
             .await
             .unwrap();
         let now = Timestamp::now();
-        let later = now + std::time::Duration::from_secs(30);
-        let claimed = claim(&db, run.id, "a", later, now)
+        let seconds = std::time::Duration::from_secs;
+        let later = now + seconds(30);
+        heartbeat(&db, "a", now).await;
+        heartbeat(&db, "b", now).await;
+        let alive_since = now - seconds(10);
+        assert_eq!(
+            orphaned(&db, now, alive_since).await.unwrap(),
+            vec![run.id],
+            "nobody holds it"
+        );
+        let claimed = claim(&db, run.id, "a", later, now, alive_since)
             .await
             .unwrap()
             .expect("a free run is claimed");
         assert_eq!((claimed.id, claimed.attempts), (run.id, 1));
+        let by_a = Lease {
+            owner: "a",
+            token: 1,
+        };
         assert!(
-            claim(&db, run.id, "b", later, now).await.unwrap().is_none(),
-            "a held run is not claimed by another instance"
+            claim(&db, run.id, "b", later, now, alive_since)
+                .await
+                .unwrap()
+                .is_none(),
+            "a run held by a live instance is not claimed by another"
         );
+        assert!(orphaned(&db, now, alive_since).await.unwrap().is_empty());
         let lease_of = async |db: &Db| -> Option<Timestamp> {
             db_dispatch!(db, pool => sqlx::query_scalar("SELECT lease_until FROM chat_runs WHERE id = $1")
                 .bind(run.id)
@@ -904,19 +1054,27 @@ mod tests {
                 .await)
             .unwrap()
         };
-        let much_later = now + std::time::Duration::from_secs(90);
+        let much_later = now + seconds(90);
         let writing = Progress {
             status: RunStatus::Responding,
             step: "Writing…",
             percent: 35,
         };
-        save_partial_and_renew(&db, run.id, "Hel", writing, "b", much_later)
-            .await
-            .unwrap();
+        let not_held = Lease {
+            owner: "b",
+            token: 1,
+        };
+        assert!(
+            !save_partial_and_renew(&db, run.id, "Hel", writing, not_held, much_later)
+                .await
+                .unwrap()
+        );
         assert_eq!(lease_of(&db).await, Some(later), "not b's lease to extend");
-        save_partial_and_renew(&db, run.id, "Hello", writing, "a", much_later)
-            .await
-            .unwrap();
+        assert!(
+            save_partial_and_renew(&db, run.id, "Hello", writing, by_a, much_later)
+                .await
+                .unwrap()
+        );
         assert_eq!(lease_of(&db).await, Some(much_later));
         let flushed = find_run(&db, run.id).await.unwrap().unwrap();
         assert_eq!(flushed.partial_text, "Hello");
@@ -925,21 +1083,97 @@ mod tests {
             (RunStatus::Responding, "Writing…", 35),
             "the progress is recorded with the text"
         );
-        complete(&db, &run, "Hello", Some("stop"), None)
-            .await
-            .unwrap();
-        save_partial_and_renew(&db, run.id, "Hello", writing, "a", much_later)
-            .await
-            .unwrap();
-        let ended = find_run(&db, run.id).await.unwrap().unwrap();
+
+        // a stops beating (dead, by the database's clock): its lease has not lapsed, yet b takes the run.
+        let after = now + seconds(20);
+        heartbeat(&db, "b", after).await;
+        let alive_since = after - seconds(10);
         assert_eq!(
-            (ended.status, ended.progress),
-            (RunStatus::Completed, 100),
-            "a late flush does not make a finished run look unfinished"
+            orphaned(&db, after, alive_since).await.unwrap(),
+            vec![run.id]
+        );
+        let taken = claim(&db, run.id, "b", after + seconds(30), after, alive_since)
+            .await
+            .unwrap()
+            .expect("the dead instance's run is taken over");
+        assert_eq!(taken.attempts, 2);
+        let by_b = Lease {
+            owner: "b",
+            token: 2,
+        };
+        // a comes back from its pause: every write it tries changes nothing, so it stops.
+        assert!(
+            !save_partial_and_renew(&db, run.id, "Hello wor", writing, by_a, much_later)
+                .await
+                .unwrap()
+        );
+        assert!(!renew_lease(&db, run.id, by_a, much_later).await.unwrap());
+        assert!(
+            !save_reply(&db, run.id, by_a, "Hello world", "stop", writing)
+                .await
+                .unwrap()
+        );
+        assert!(!start_text_epoch(&db, run.id, by_a, "1.1").await.unwrap());
+        assert!(
+            !save_state_after(&db, run.id, by_a, &serde_json::json!({}))
+                .await
+                .unwrap()
         );
         assert!(
-            claim(&db, run.id, "a", later, now).await.unwrap().is_none(),
+            !save_image_result(&db, run.id, by_a, None, Some("no"))
+                .await
+                .unwrap()
+        );
+        assert!(!save_partial(&db, run.id, by_a, "x").await.unwrap());
+        assert!(matches!(
+            complete(&db, &claimed, by_a, "Hello world", Some("stop"), None)
+                .await
+                .unwrap(),
+            Finished::Already
+        ));
+        assert_eq!(
+            find_run(&db, run.id).await.unwrap().unwrap().partial_text,
+            "Hello"
+        );
+        assert!(
+            renew_lease(&db, run.id, by_b, after + seconds(60))
+                .await
+                .unwrap()
+        );
+        assert!(matches!(
+            complete(&db, &taken, by_b, "Hello there", Some("stop"), None)
+                .await
+                .unwrap(),
+            Finished::Now(Some(_))
+        ));
+        let stored = messages(&db, companion, None, 10).await.unwrap();
+        assert_eq!(stored.len(), 2, "exactly one reply: {stored:?}");
+        assert_eq!(stored[0].content, "Hello there");
+        assert!(
+            claim(&db, run.id, "a", later, now, alive_since)
+                .await
+                .unwrap()
+                .is_none(),
             "a finished run is never claimed"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stop_through_a_request_ends_a_run_nobody_executes_and_fences_a_late_holder() {
+        let (db, _dir, user, companion) = crate::db::test_database().await;
+        let run = start_run(&db, &new_run(companion, user, "hello", None))
+            .await
+            .unwrap();
+        let (run, lease) = claimed(&db, &run).await;
+        assert!(matches!(
+            cancel(&db, &run, None, "Half").await.unwrap(),
+            Finished::Now(Some(_))
+        ));
+        assert!(
+            !save_partial(&db, run.id, lease, "Half a reply")
+                .await
+                .unwrap(),
+            "the executing instance learns of the stop from its next write"
         );
     }
 
@@ -949,9 +1183,11 @@ mod tests {
         let run = start_run(&db, &new_run(companion, user, "hello there", None))
             .await
             .unwrap();
+        let (run, lease) = claimed(&db, &run).await;
         complete(
             &db,
             &run,
+            lease,
             "A longer reply than the question was.",
             Some("stop"),
             None,
@@ -978,7 +1214,8 @@ mod tests {
                 ),
             ]
         );
-        complete(&db, &next, "Fine.", Some("stop"), None)
+        let (next, lease) = claimed(&db, &next).await;
+        complete(&db, &next, lease, "Fine.", Some("stop"), None)
             .await
             .unwrap();
         let first = message(&db, companion, run.user_message_id)
@@ -1005,9 +1242,18 @@ mod tests {
         let run = start_run(&db, &new_run(companion, user, "hello", None))
             .await
             .unwrap();
-        let ended = fail(&db, &run, "Half a sent", "llm_stream_broken", "cut", true)
-            .await
-            .unwrap();
+        let (run, lease) = claimed(&db, &run).await;
+        let ended = fail(
+            &db,
+            &run,
+            lease,
+            "Half a sent",
+            "llm_stream_broken",
+            "cut",
+            true,
+        )
+        .await
+        .unwrap();
         assert!(matches!(ended, Finished::Now(None)));
         let row = find_run(&db, run.id).await.unwrap().unwrap();
         assert_eq!(row.status, RunStatus::Failed);

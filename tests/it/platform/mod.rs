@@ -5,5 +5,6 @@ mod cli;
 mod database;
 mod health;
 mod http;
+mod instances;
 mod logging;
 mod metrics;

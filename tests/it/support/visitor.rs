@@ -22,6 +22,19 @@ pub struct Visitor {
 impl TestApp {
     /// A new visitor with an empty cookie jar.
     pub fn visitor(&self) -> Visitor {
+        Visitor::at(self.url(""))
+    }
+
+    /// A visitor who registered `username` (display name = username, email `<username>@example.com`,
+    /// password [`PASSWORD`]) and is signed in.
+    pub async fn signed_in(&self, username: &str) -> Visitor {
+        Visitor::signed_in_at(self.url(""), username).await
+    }
+}
+
+impl Visitor {
+    /// A new visitor of the site at `base` (`http://host:port`) with an empty cookie jar.
+    pub fn at(base: String) -> Self {
         let jar = Arc::new(reqwest::cookie::Jar::default());
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -29,17 +42,12 @@ impl TestApp {
             .timeout(Duration::from_secs(30))
             .build()
             .expect("client");
-        Visitor {
-            client,
-            jar,
-            base: self.url(""),
-        }
+        Self { client, jar, base }
     }
 
-    /// A visitor who registered `username` (display name = username, email `<username>@example.com`,
-    /// password [`PASSWORD`]) and is signed in.
-    pub async fn signed_in(&self, username: &str) -> Visitor {
-        let visitor = self.visitor();
+    /// A visitor of `base` who registered `username` and is signed in (see [`TestApp::signed_in`]).
+    pub async fn signed_in_at(base: String, username: &str) -> Self {
+        let visitor = Self::at(base);
         let response = visitor
             .register(
                 username,
@@ -55,6 +63,15 @@ impl TestApp {
             response.text().await.unwrap_or_default()
         );
         visitor
+    }
+
+    /// The same person on another instance of the site: a new jar holding this visitor's session.
+    pub fn on(&self, base: String) -> Self {
+        let other = Self::at(base);
+        if let Some(session) = self.session_cookie() {
+            other.set_session_cookie(&session);
+        }
+        other
     }
 }
 

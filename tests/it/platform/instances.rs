@@ -1,0 +1,321 @@
+//! Instances as real processes of our binary: a crashed instance's reply is taken over at once (by its own
+//! restart on SQLite, by another instance on PostgreSQL), one process serves a SQLite file, and two instances
+//! sending for one companion at once start one run, and sessions, locks and limits are the same on every
+//! instance.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::sync::Semaphore;
+
+use crate::chat::{conversation, send};
+use crate::support::fake_llm::{FakeLlm, Streamed, gate, pieces};
+use crate::support::process::ServerProcess;
+use crate::support::sse::{SseEvent, last, read, read_all, text_of};
+use crate::support::visitor::{PASSWORD, Visitor};
+use crate::support::{Backend, TestDatabase, require_postgres};
+
+/// What every process of a test needs: its database, the shared data folder, the fake model, `extra`.
+fn vars(
+    database_url: &str,
+    dir: &Path,
+    llm: &FakeLlm,
+    extra: &[(&str, &str)],
+) -> Vec<(String, String)> {
+    let mut vars = vec![
+        ("DATABASE_URL".to_owned(), database_url.to_owned()),
+        ("DATA_DIR".to_owned(), dir.display().to_string()),
+    ];
+    vars.extend(llm.env());
+    vars.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    vars
+}
+
+/// Alice with one companion on `server`; the companion's id.
+async fn alice_with_companion(server: &ServerProcess) -> (Visitor, String) {
+    let alice = Visitor::signed_in_at(server.url(""), "alice").await;
+    let companion = alice
+        .create_companion(json!({"name": "Mira", "age": 26}))
+        .await;
+    (alice, companion["id"].as_str().expect("id").to_owned())
+}
+
+/// Sends a message while the model holds its reply after "half a"; reads until the client saw that much.
+/// The stream URL, the id of the last event the client saw (what a browser reconnects with) and the gate
+/// that would let the model go on.
+async fn reply_in_progress(
+    llm: &FakeLlm,
+    alice: &Visitor,
+    companion: &str,
+) -> (String, String, Arc<Semaphore>) {
+    let hold = gate();
+    llm.stream(Streamed::Paused {
+        before: pieces(&["half", " a"]),
+        gate: hold.clone(),
+        after: pieces(&[" reply"]),
+    });
+    let (status, started) = send(alice, companion, "Tell me a story").await;
+    assert!(status.is_success(), "{status}: {started}");
+    let url = started["stream_url"]
+        .as_str()
+        .expect("stream_url")
+        .to_owned();
+    let shown = read(alice, &url, None, |events| text_of(events) == "half a").await;
+    assert_eq!(text_of(&shown), "half a");
+    let seen = shown.last().expect("events").id.clone();
+    // The gate stays shut: the process holding the reply dies first.
+    (url, seen, hold)
+}
+
+fn assert_never_told_elsewhere(events: &[SseEvent]) {
+    assert!(
+        events.iter().all(|e| e.data["code"] != "run_elsewhere"),
+        "the client is not sent away: {events:?}"
+    );
+}
+
+#[tokio::test]
+async fn after_kill_9_the_restarted_instance_resumes_the_reply_at_once_and_accepts_messages() {
+    let llm = FakeLlm::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let database = TestDatabase::create(Backend::Sqlite, dir.path()).await;
+    let vars = vars(&database.url, dir.path(), &llm, &[]);
+    let mut first = ServerProcess::start(dir.path(), &vars);
+    let (alice, companion) = alice_with_companion(&first).await;
+    let (url, seen, _hold) = reply_in_progress(&llm, &alice, &companion).await;
+    first.kill_hard();
+
+    let second = ServerProcess::start(dir.path(), &vars);
+    let ready = second.ready().await;
+    let again = alice.on(second.url(""));
+    // The browser reconnects with the id it saw last: the text it shows is taken back and written anew.
+    let events = read(&again, &url, Some(&seen), |_| false).await;
+    let resumed = ready.elapsed();
+    assert_never_told_elsewhere(&events);
+    assert!(
+        events.iter().any(|e| e.event == "reset"),
+        "the reply is written again: {events:?}"
+    );
+    let done = last(&events, "done").expect("the interrupted reply ends");
+    assert_eq!(done.data["content"], "Hello, wörld!");
+    assert_eq!(
+        text_of(&events),
+        "Hello, wörld!",
+        "what the client shows is what was stored"
+    );
+    eprintln!(
+        "the interrupted reply was complete {resumed:?} after /api/ready (target: within 2 s)"
+    );
+
+    // The companion takes the next message at once (no 409 while a dead process's lease lapses).
+    let (status, next) = send(&again, &companion, "And then?").await;
+    assert!(status.is_success(), "{status}: {next}");
+    let next_events = read_all(&again, next["stream_url"].as_str().unwrap()).await;
+    assert!(last(&next_events, "done").is_some(), "{next_events:?}");
+    let messages = conversation(&again, &companion).await;
+    assert_eq!(
+        messages
+            .iter()
+            .filter(|(role, _)| role == "assistant")
+            .count(),
+        2,
+        "one reply per message, the interrupted one stored once: {messages:?}"
+    );
+
+    // One process per SQLite database: a second one refuses to start, saying why.
+    let (status, stderr) = ServerProcess::refused(dir.path(), &vars);
+    assert!(!status.success());
+    assert!(
+        stderr.contains("another companion-hub process is serving"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn when_the_instance_writing_a_reply_is_killed_another_takes_it_over_once() {
+    require_postgres();
+    let llm = FakeLlm::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let database = TestDatabase::create(Backend::Postgres, dir.path()).await;
+    let timeout = 3;
+    let on = |name: &str| {
+        vars(
+            &database.url,
+            dir.path(),
+            &llm,
+            &[("INSTANCE_NAME", name), ("INSTANCE_TIMEOUT_SECS", "3")],
+        )
+    };
+    let mut a = ServerProcess::start(dir.path(), &on("web-a"));
+    let b = ServerProcess::start(dir.path(), &on("web-b"));
+    let (alice, companion) = alice_with_companion(&a).await;
+    let (url, _, _hold) = reply_in_progress(&llm, &alice, &companion).await;
+    let killed = Instant::now();
+    a.kill_hard();
+
+    // Until a's heartbeat is stale, b says the reply is written elsewhere; then it writes it itself.
+    let on_b = alice.on(b.url(""));
+    let deadline = killed + Duration::from_secs(timeout + 10);
+    let events = loop {
+        let events = read_all(&on_b, &url).await;
+        if last(&events, "done").is_some() {
+            break events;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "b never took the reply over: {events:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let taken_over = killed.elapsed();
+    let done = last(&events, "done").unwrap();
+    assert_eq!(done.data["content"], "Hello, wörld!");
+    assert_eq!(text_of(&events), "Hello, wörld!");
+    eprintln!(
+        "b completed the reply {taken_over:?} after a was killed (INSTANCE_TIMEOUT_SECS={timeout}, target: + 2 s)"
+    );
+    let messages = conversation(&on_b, &companion).await;
+    assert_eq!(
+        messages,
+        [
+            ("user".to_owned(), "Tell me a story".to_owned()),
+            ("assistant".to_owned(), "Hello, wörld!".to_owned()),
+        ],
+        "exactly one reply"
+    );
+}
+
+#[tokio::test]
+async fn two_instances_sending_for_one_companion_at_once_start_one_run() {
+    require_postgres();
+    let llm = FakeLlm::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let database = TestDatabase::create(Backend::Postgres, dir.path()).await;
+    let a = ServerProcess::start(
+        dir.path(),
+        &vars(
+            &database.url,
+            dir.path(),
+            &llm,
+            &[("INSTANCE_NAME", "web-a")],
+        ),
+    );
+    let b = ServerProcess::start(
+        dir.path(),
+        &vars(
+            &database.url,
+            dir.path(),
+            &llm,
+            &[("INSTANCE_NAME", "web-b")],
+        ),
+    );
+    let (alice, companion) = alice_with_companion(&a).await;
+    let on_b = alice.on(b.url(""));
+    // The reply is held, so whichever send came first still runs when the other arrives.
+    let hold = gate();
+    llm.stream(Streamed::Paused {
+        before: pieces(&["One"]),
+        gate: hold.clone(),
+        after: pieces(&[" reply."]),
+    });
+    let (first, second) = tokio::join!(
+        send(&alice, &companion, "From a"),
+        send(&on_b, &companion, "From b"),
+    );
+    let mut statuses = [first.0.as_u16(), second.0.as_u16()];
+    statuses.sort_unstable();
+    assert_eq!(
+        statuses,
+        [202, 409],
+        "one run, one refusal: {first:?} {second:?}"
+    );
+    hold.add_permits(1);
+    let started = if first.0.as_u16() == 202 {
+        first.1
+    } else {
+        second.1
+    };
+    let events = read_all(&alice, started["stream_url"].as_str().unwrap()).await;
+    assert_eq!(last(&events, "done").unwrap().data["content"], "One reply.");
+    assert_eq!(
+        conversation(&on_b, &companion).await.len(),
+        2,
+        "one message, one reply"
+    );
+}
+
+#[tokio::test]
+async fn sessions_locks_and_limits_hold_across_instances() {
+    require_postgres();
+    let llm = FakeLlm::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let database = TestDatabase::create(Backend::Postgres, dir.path()).await;
+    let on = |name: &str| {
+        vars(
+            &database.url,
+            dir.path(),
+            &llm,
+            &[
+                ("INSTANCE_NAME", name),
+                ("LOCKOUT_THRESHOLD", "3"),
+                ("RATE_LIMIT_LOGIN", "off"),
+                ("RATE_LIMIT_LOGIN_IP", "off"),
+                ("RATE_LIMIT_REGISTER", "3/24h"),
+            ],
+        )
+    };
+    let a = ServerProcess::start(dir.path(), &on("web-a"));
+    let b = ServerProcess::start(dir.path(), &on("web-b"));
+
+    // A session signed out on a is dead on b.
+    let alice = Visitor::signed_in_at(a.url(""), "alice").await;
+    let alice_on_b = alice.on(b.url(""));
+    assert!(alice_on_b.page("/settings").await.contains("@alice"));
+    let signed_out = alice.submit("/settings", "/logout", &[]).await;
+    assert_eq!(signed_out.status(), 303);
+    let after = alice_on_b.get("/settings").await;
+    let location = after
+        .headers()
+        .get("location")
+        .map(|l| l.to_str().unwrap().to_owned());
+    assert!(
+        after.status().is_redirection()
+            && location.as_deref().is_some_and(|l| l.starts_with("/login")),
+        "b no longer knows the session: {} {location:?}",
+        after.status()
+    );
+
+    // A lock set through a holds on b, even for the right password from a new browser.
+    let stranger = Visitor::at(a.url(""));
+    for _ in 0..3 {
+        stranger.login("alice", "Wrong-Password-1").await;
+    }
+    let elsewhere = Visitor::at(b.url("")).login("alice", PASSWORD).await;
+    assert_eq!(elsewhere.status(), 423, "locked on b too");
+
+    // Registrations from one address count once across instances: 3 a day (alice was the first).
+    let registered = |server: &ServerProcess, name: &str| {
+        let visitor = Visitor::at(server.url(""));
+        let name = name.to_owned();
+        async move {
+            visitor
+                .register(&name, &format!("{name}@example.com"), &name, PASSWORD)
+                .await
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(registered(&b, "bob").await, 303);
+    assert_eq!(registered(&a, "carol").await, 303);
+    assert_eq!(
+        registered(&b, "dave").await,
+        429,
+        "the fourth of the day is refused, though b saw only two"
+    );
+}
