@@ -21,6 +21,8 @@ const PASSWORD: &str = "Loadgen-Harness-Quiet-Lantern-57";
 pub struct User {
     http: reqwest::Client,
     base: String,
+    /// Where reply streams are read: `base`, or another instance of the same deployment.
+    stream_base: String,
     cookie: String,
     csrf: String,
 }
@@ -125,6 +127,7 @@ impl User {
         Ok(Self {
             http: http.clone(),
             base: base.to_owned(),
+            stream_base: base.to_owned(),
             cookie,
             csrf,
         })
@@ -145,6 +148,12 @@ impl User {
             bail!("POST {path} answered {status}: {answer}");
         }
         Ok(answer)
+    }
+
+    /// The same user reading reply streams from `base` (another instance on the same database).
+    pub fn streaming_from(mut self, base: &str) -> Self {
+        self.stream_base = base.trim_end_matches('/').to_owned();
+        self
     }
 
     /// Creates a companion; its id.
@@ -189,7 +198,7 @@ impl User {
     ) -> anyhow::Result<ReplyTimes> {
         let response = self
             .http
-            .get(format!("{}{stream_url}", self.base))
+            .get(format!("{}{stream_url}", self.stream_base))
             .header(COOKIE, &self.cookie)
             .header("accept", "text/event-stream")
             .send()

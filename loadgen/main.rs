@@ -98,6 +98,11 @@ struct Args {
     /// Target a running server instead of starting one (it must use `--provider-listen` as its model).
     #[arg(long, requires = "provider_listen")]
     url: Option<String>,
+    /// Read every reply's stream from this second running instance of the same deployment (scenario (f):
+    /// sent on `--url`, streamed from here; both servers on one PostgreSQL database, both using
+    /// `--provider-listen` as their model).
+    #[arg(long, requires = "url")]
+    stream_url: Option<String>,
     /// The running server's process id, to read its CPU and memory.
     #[arg(long)]
     server_pid: Option<u32>,
@@ -273,7 +278,13 @@ async fn run(
     let tag = clock::micros() % 1_000_000;
     let usernames: Vec<String> = (0..users).map(|i| format!("lg{tag}u{i}")).collect();
     let signed_up: Vec<User> = futures_util::stream::iter(&usernames)
-        .map(|username| User::sign_up(&http, url, username))
+        .map(|username| async {
+            let user = User::sign_up(&http, url, username).await?;
+            anyhow::Ok(match &args.stream_url {
+                Some(stream_url) => user.streaming_from(stream_url),
+                None => user,
+            })
+        })
         .buffered(4)
         .collect::<Vec<_>>()
         .await

@@ -28,7 +28,7 @@ use crate::config::Config;
 use crate::db::migrate::{self, MigrationError};
 use crate::db::{ConnectError, Db, InstanceLock, Timestamp};
 use crate::engine::instances::{self, Instance};
-use crate::engine::{LocalEngine, StreamHub};
+use crate::engine::{LocalEngine, Relay, RunExecutor, StreamHub};
 use crate::error::AppError;
 use crate::media::generate::Imaging;
 use crate::media::{self, MediaStorage};
@@ -194,8 +194,13 @@ impl App {
             hub.clone(),
             registry.clone(),
         );
-        let engine = LocalEngine::new(Arc::new(executor));
-        let state = self.state(bound, engine.clone(), hub, imaging);
+        let executor: Arc<dyn RunExecutor> = Arc::new(executor);
+        let (relay, relay_task) = match Relay::start(&self.db, hub.clone(), executor.clone()) {
+            Some((relay, task)) => (Some(relay), Some(task)),
+            None => (None, None),
+        };
+        let engine = LocalEngine::new(executor);
+        let state = self.state(bound, engine.clone(), hub, relay, imaging);
         let router = router(state.clone());
         let metrics_server = self.metrics_listener.take().map(|metrics_listener| {
             let address = metrics_listener.local_addr().ok();
@@ -280,6 +285,9 @@ impl App {
             cleanup.abort();
         }
         sweeper.abort();
+        if let Some(relay_task) = relay_task {
+            relay_task.abort();
+        }
         engine.shutdown().await;
         heartbeat.abort();
         registry.deregister().await;
@@ -294,6 +302,7 @@ impl App {
         bound: SocketAddr,
         engine: Arc<LocalEngine>,
         hub: Arc<StreamHub>,
+        relay: Option<Arc<Relay>>,
         imaging: Imaging,
     ) -> AppState {
         let config = &self.config;
@@ -336,6 +345,7 @@ impl App {
             imaging,
             engine,
             hub,
+            relay,
         }
     }
 }

@@ -46,4 +46,6 @@ pub struct AppState {
     pub engine: Arc<LocalEngine>,
     /// Carries run events to stream subscribers.
     pub hub: Arc<StreamHub>,
+    /// Follows runs executed on other instances (PostgreSQL; `None` on SQLite).
+    pub relay: Option<Arc<crate::engine::Relay>>,
 }

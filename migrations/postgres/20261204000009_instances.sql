@@ -13,3 +13,21 @@ CREATE TABLE instances (
 CREATE INDEX instances_name_idx ON instances (name);
 CREATE INDEX instances_heartbeat_idx ON instances (heartbeat_at);
 CREATE INDEX chat_runs_lease_owner_idx ON chat_runs (lease_owner) WHERE lease_owner IS NOT NULL;
+
+-- Every change of a run a subscriber sees announces itself, so an instance following a run executed
+-- elsewhere reads it at once (engine::relay): no polling, no statement of the executor's own, the run id as
+-- the payload. Lease renewals alone (lease_until) stay silent.
+CREATE FUNCTION chat_run_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('chat_run_changed', NEW.id::text);
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER chat_runs_changed AFTER UPDATE ON chat_runs FOR EACH ROW
+    WHEN (OLD.partial_text IS DISTINCT FROM NEW.partial_text
+          OR OLD.text_epoch IS DISTINCT FROM NEW.text_epoch
+          OR OLD.status IS DISTINCT FROM NEW.status
+          OR OLD.step IS DISTINCT FROM NEW.step
+          OR OLD.progress IS DISTINCT FROM NEW.progress
+          OR OLD.state_after IS DISTINCT FROM NEW.state_after)
+    EXECUTE FUNCTION chat_run_changed();

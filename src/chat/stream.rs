@@ -245,10 +245,26 @@ pub(super) async fn stream_run(
         .ok_or(AppError::NotFound)?;
     let after = resume_point(&headers, &query);
 
-    // A run that is unfinished but not executing here (left by a restart) is picked up now. The channel is
-    // opened first, so this subscriber is connected before the first event.
+    // A run that is unfinished but not executing here is picked up now when nobody holds it (left by a
+    // restart, or by a dead instance). On PostgreSQL another instance may be executing it: the channel then
+    // follows it there (engine::relay), starting from what was just read. The channel is opened first, so
+    // this subscriber is connected before the first event.
     if run.is_active() && state.hub.get(run.id).is_none() {
-        state.hub.open(run.id);
+        match &state.relay {
+            Some(relay) => {
+                relay.follow(run.id, |channel| {
+                    channel.seed_text(&run.partial_text, &run.text_epoch);
+                    channel.publish(RunEvent::Progress {
+                        status: run.status.as_str().to_owned(),
+                        step: run.step.clone(),
+                        progress: u8::try_from(run.progress.clamp(0, 100)).unwrap_or(0),
+                    });
+                });
+            }
+            None => {
+                state.hub.open(run.id);
+            }
+        }
         state.engine.start(run.id);
     }
     let stream: EventStream = match state.hub.get(run.id) {

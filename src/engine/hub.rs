@@ -1,6 +1,7 @@
 //! The stream hub: per-run broadcast channels that also hold the run's text so far.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::Value;
@@ -109,6 +110,9 @@ struct ChannelState {
 pub struct RunChannel {
     state: Mutex<ChannelState>,
     sender: broadcast::Sender<RunEvent>,
+    /// The run executes on another instance and this channel mirrors it (`engine::relay`); cleared when
+    /// this instance takes the run over.
+    followed: AtomicBool,
 }
 
 impl RunChannel {
@@ -116,6 +120,29 @@ impl RunChannel {
         Self {
             state: Mutex::new(ChannelState::default()),
             sender: broadcast::channel(CHANNEL_CAPACITY).0,
+            followed: AtomicBool::new(false),
+        }
+    }
+
+    /// Marks the channel as mirroring a run executed elsewhere (or, with `false`, as executed here).
+    pub fn set_followed(&self, followed: bool) {
+        self.followed.store(followed, Ordering::Release);
+    }
+
+    /// True while the channel mirrors a run executed on another instance.
+    pub fn is_followed(&self) -> bool {
+        self.followed.load(Ordering::Acquire)
+    }
+
+    /// What a subscriber would catch up from, without subscribing.
+    pub fn snapshot(&self) -> Snapshot {
+        let state = self.lock();
+        Snapshot {
+            text: state.text.clone(),
+            epoch: state.epoch.clone(),
+            progress: state.progress.clone(),
+            state: state.state.clone(),
+            finished: state.finished.clone(),
         }
     }
 
@@ -217,7 +244,28 @@ impl StreamHub {
             .clone()
     }
 
-    /// The channel of a run executing here, if any.
+    /// The channel of `run`; when it is new, `init` prepares it before anyone else can see it.
+    pub fn open_or_init(&self, run: Uuid, init: impl FnOnce(&RunChannel)) -> Arc<RunChannel> {
+        self.lock()
+            .entry(run)
+            .or_insert_with(|| {
+                let channel = RunChannel::new();
+                init(&channel);
+                Arc::new(channel)
+            })
+            .clone()
+    }
+
+    /// The runs whose channels mirror another instance's execution.
+    pub fn followed(&self) -> Vec<Uuid> {
+        self.lock()
+            .iter()
+            .filter(|(_, channel)| channel.is_followed())
+            .map(|(run, _)| *run)
+            .collect()
+    }
+
+    /// The channel of a run executing here (or followed here), if any.
     pub fn get(&self, run: Uuid) -> Option<Arc<RunChannel>> {
         self.lock().get(&run).cloned()
     }

@@ -9,6 +9,23 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::hub::RunEvent;
+
+/// A run as a subscriber sees it, read from the database.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunView {
+    /// The reply text so far (or the whole reply), in version `epoch`.
+    pub text: String,
+    /// The text version.
+    pub epoch: String,
+    /// The status, step and progress as a `progress` event.
+    pub progress: RunEvent,
+    /// The scene after the analysis, once known.
+    pub state: Option<serde_json::Value>,
+    /// The `done` or `error` of a finished run.
+    pub terminal: Option<RunEvent>,
+}
+
 /// What a run does; the chat module implements it.
 pub trait RunExecutor: Send + Sync + 'static {
     /// Takes the run (lease), executes or resumes it to a terminal state, and releases it. Returns early when
@@ -18,6 +35,8 @@ pub trait RunExecutor: Send + Sync + 'static {
     fn orphaned(&self) -> BoxFuture<'static, anyhow::Result<Vec<Uuid>>>;
     /// Marks runs this instance holds as free (on shutdown), so another instance can resume them at once.
     fn release_all(&self) -> BoxFuture<'static, ()>;
+    /// The run as a subscriber sees it (for following a run executed elsewhere); `None` when it is gone.
+    fn view(&self, run: Uuid) -> BoxFuture<'static, anyhow::Result<Option<RunView>>>;
 }
 
 /// Executes runs in this process.
@@ -193,6 +212,10 @@ mod tests {
         fn release_all(&self) -> BoxFuture<'static, ()> {
             self.released.fetch_add(1, Ordering::SeqCst);
             Box::pin(async {})
+        }
+
+        fn view(&self, _run: Uuid) -> BoxFuture<'static, anyhow::Result<Option<RunView>>> {
+            Box::pin(async { Ok(None) })
         }
     }
 

@@ -5,12 +5,15 @@
 //! can cancel, and sweeps for unfinished runs whose lease has lapsed (a crash, a restart) to resume them. Events
 //! are pushed to subscribers through the [`hub::StreamHub`], never by polling the database; the hub keeps the
 //! reply text so a late or reconnecting subscriber catches up from memory without gaps or repeats. The
-//! [`instances`] registry says which processes are alive, so a run held by a dead one is taken over at once.
+//! [`instances`] registry says which processes are alive, so a run held by a dead one is taken over at once;
+//! on PostgreSQL the [`relay`] lets a subscriber on any instance follow a run executed on another, by push.
 
 pub mod hub;
 pub mod instances;
 pub mod local;
+pub mod relay;
 
 pub use hub::{RunChannel, RunEvent, StreamHub};
 pub use instances::Instance;
-pub use local::{LocalEngine, RunExecutor};
+pub use local::{LocalEngine, RunExecutor, RunView};
+pub use relay::Relay;

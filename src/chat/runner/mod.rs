@@ -32,7 +32,7 @@ use uuid::Uuid;
 
 use super::store::{self, RunKind, RunRow, RunStatus, TurnRow};
 use crate::db::{Db, Timestamp};
-use crate::engine::{Instance, RunChannel, RunEvent, RunExecutor, StreamHub};
+use crate::engine::{Instance, RunChannel, RunEvent, RunExecutor, RunView, StreamHub};
 use crate::media::generate::Imaging;
 use crate::providers::llm::LlmClient;
 
@@ -105,6 +105,10 @@ impl ChatExecutor {
                 return;
             }
         };
+        // A channel that followed the run while another instance executed it is this instance's now.
+        if let Some(channel) = self.hub.get(run.id) {
+            channel.set_followed(false);
+        }
         let span =
             tracing::info_span!("chat_run", run_id = %run.id, correlation_id = %run.correlation_id);
         self.drive(run, cancel).instrument(span).await;
@@ -168,6 +172,10 @@ impl ChatExecutor {
     /// The run finished already, or another instance holds it: tell anyone waiting here, then let go.
     async fn not_ours(&self, run_id: Uuid) {
         if let Some(channel) = self.hub.get(run_id) {
+            // Subscribers here follow the run where it executes (engine::relay): nothing to tell them.
+            if channel.is_followed() {
+                return;
+            }
             let row = store::find_run(&self.db, run_id).await.ok().flatten();
             let event = match &row {
                 Some(row) => terminal_event(row, &self.db).await,
@@ -178,6 +186,11 @@ impl ChatExecutor {
                     correlation_id: String::new(),
                 }),
             };
+            if event.is_none() && matches!(self.db, Db::Postgres(_)) {
+                // Another instance executes it: the relay follows it there for the subscribers here.
+                channel.set_followed(true);
+                return;
+            }
             channel.publish(event.unwrap_or_else(|| {
                 RunEvent::Error {
                     code: "run_elsewhere".into(),
@@ -262,6 +275,31 @@ impl RunExecutor for ChatExecutor {
         Box::pin(
             async move { Ok(store::orphaned(&db, instance.now(), instance.alive_since()).await?) },
         )
+    }
+
+    fn view(&self, run: Uuid) -> BoxFuture<'static, anyhow::Result<Option<RunView>>> {
+        let db = self.db.clone();
+        Box::pin(async move {
+            let Some(row) = store::find_run(&db, run).await? else {
+                return Ok(None);
+            };
+            let terminal = terminal_event(&row, &db).await;
+            Ok(Some(RunView {
+                // A finished run's text is its reply (what `done` carries).
+                text: match &terminal {
+                    Some(RunEvent::Done { content, .. }) => content.clone(),
+                    _ => row.partial_text.clone(),
+                },
+                epoch: row.text_epoch.clone(),
+                progress: RunEvent::Progress {
+                    status: row.status.as_str().to_owned(),
+                    step: row.step.clone(),
+                    progress: u8::try_from(row.progress.clamp(0, 100)).unwrap_or(0),
+                },
+                state: row.state_after.map(|state| state.0),
+                terminal,
+            }))
+        })
     }
 
     fn release_all(&self) -> BoxFuture<'static, ()> {
