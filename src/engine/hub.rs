@@ -136,14 +136,7 @@ impl RunChannel {
 
     /// What a subscriber would catch up from, without subscribing.
     pub fn snapshot(&self) -> Snapshot {
-        let state = self.lock();
-        Snapshot {
-            text: state.text.clone(),
-            epoch: state.epoch.clone(),
-            progress: state.progress.clone(),
-            state: state.state.clone(),
-            finished: state.finished.clone(),
-        }
+        self.lock().snapshot()
     }
 
     fn lock(&self) -> MutexGuard<'_, ChannelState> {
@@ -205,16 +198,7 @@ impl RunChannel {
     pub fn subscribe(&self) -> (Snapshot, broadcast::Receiver<RunEvent>) {
         let state = self.lock();
         let receiver = self.sender.subscribe();
-        (
-            Snapshot {
-                text: state.text.clone(),
-                epoch: state.epoch.clone(),
-                progress: state.progress.clone(),
-                state: state.state.clone(),
-                finished: state.finished.clone(),
-            },
-            receiver,
-        )
+        (state.snapshot(), receiver)
     }
 }
 
@@ -283,6 +267,19 @@ impl StreamHub {
     /// True when no run has a channel.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+impl ChannelState {
+    /// A copy of what a new subscriber is sent first.
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            text: self.text.clone(),
+            epoch: self.epoch.clone(),
+            progress: self.progress.clone(),
+            state: self.state.clone(),
+            finished: self.finished.clone(),
+        }
     }
 }
 
