@@ -74,6 +74,21 @@ pub enum RunEvent {
     },
 }
 
+/// A run as a subscriber sees it, read from the database.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunView {
+    /// The reply text so far (or the whole reply), in version `epoch`.
+    pub text: String,
+    /// The text version.
+    pub epoch: String,
+    /// The status, step and progress as a `progress` event.
+    pub progress: RunEvent,
+    /// The scene after the analysis, once known.
+    pub state: Option<serde_json::Value>,
+    /// The `done` or `error` of a finished run.
+    pub terminal: Option<RunEvent>,
+}
+
 impl RunEvent {
     /// `done` and `error` end a stream.
     pub fn is_terminal(&self) -> bool {
@@ -192,6 +207,35 @@ impl RunChannel {
     /// The text so far.
     pub fn text(&self) -> String {
         self.lock().text.clone()
+    }
+
+    /// Publishes the difference between what the channel holds and `view` (the run as read from the
+    /// database): more text as tokens, a new text version as `reset` and the whole text, progress, scene.
+    /// The end itself is the caller's to publish. Used by the relay for runs executed elsewhere, and by the
+    /// executor when a subscriber's fresh channel meets a run that ended meanwhile: without it, the
+    /// subscriber would get the end without the text.
+    pub fn catch_up_to(&self, view: &RunView) {
+        let seen = self.snapshot();
+        if view.epoch != seen.epoch {
+            self.reset(
+                "The reply is being written again after an interruption.",
+                &view.epoch,
+            );
+            if !view.text.is_empty() {
+                self.push_text(&view.text);
+            }
+        } else if view.text.len() > seen.text.len() && view.text.starts_with(&seen.text) {
+            self.push_text(&view.text[seen.text.len()..]);
+        }
+        if seen.progress.as_ref() != Some(&view.progress) && view.terminal.is_none() {
+            self.publish(view.progress.clone());
+        }
+        if let Some(state) = &view.state {
+            let event = RunEvent::State(state.clone());
+            if seen.state.as_ref() != Some(&event) {
+                self.publish(event);
+            }
+        }
     }
 
     /// The state now, and a receiver of everything after it.

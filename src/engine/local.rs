@@ -9,22 +9,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::hub::RunEvent;
-
-/// A run as a subscriber sees it, read from the database.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RunView {
-    /// The reply text so far (or the whole reply), in version `epoch`.
-    pub text: String,
-    /// The text version.
-    pub epoch: String,
-    /// The status, step and progress as a `progress` event.
-    pub progress: RunEvent,
-    /// The scene after the analysis, once known.
-    pub state: Option<serde_json::Value>,
-    /// The `done` or `error` of a finished run.
-    pub terminal: Option<RunEvent>,
-}
+use super::hub::RunView;
 
 /// What a run does; the chat module implements it.
 pub trait RunExecutor: Send + Sync + 'static {

@@ -13,7 +13,7 @@ pub mod instances;
 pub mod local;
 pub mod relay;
 
-pub use hub::{RunChannel, RunEvent, StreamHub};
+pub use hub::{RunChannel, RunEvent, RunView, StreamHub};
 pub use instances::Instance;
-pub use local::{LocalEngine, RunExecutor, RunView};
+pub use local::{LocalEngine, RunExecutor};
 pub use relay::Relay;

@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::hub::{RunChannel, RunEvent, StreamHub};
-use super::local::{RunExecutor, RunView};
+use super::local::RunExecutor;
 use crate::db::Db;
 
 /// The notification channel the trigger on `chat_runs` sends to (migration 20261204000009).
@@ -130,7 +130,7 @@ impl Relay {
             self.hub.close(run);
             return;
         };
-        apply(&channel, &view);
+        channel.catch_up_to(&view);
         if let Some(terminal) = view.terminal {
             channel.publish(terminal);
             self.hub.close(run);
@@ -183,34 +183,10 @@ impl Relay {
     }
 }
 
-/// Publishes on `channel` the difference between what it holds and `view`.
-fn apply(channel: &RunChannel, view: &RunView) {
-    let seen = channel.snapshot();
-    if view.epoch != seen.epoch {
-        channel.reset(
-            "The reply is being written again after an interruption.",
-            &view.epoch,
-        );
-        if !view.text.is_empty() {
-            channel.push_text(&view.text);
-        }
-    } else if view.text.len() > seen.text.len() && view.text.starts_with(&seen.text) {
-        channel.push_text(&view.text[seen.text.len()..]);
-    }
-    if seen.progress.as_ref() != Some(&view.progress) && view.terminal.is_none() {
-        channel.publish(view.progress.clone());
-    }
-    if let Some(state) = &view.state {
-        let event = RunEvent::State(state.clone());
-        if seen.state.as_ref() != Some(&event) {
-            channel.publish(event);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::RunView;
 
     fn view(text: &str, epoch: &str, progress: u8) -> RunView {
         RunView {
@@ -235,8 +211,8 @@ mod tests {
         let channel = StreamHub::new().open(Uuid::now_v7());
         channel.seed_text("Über", "");
         let (_, mut receiver) = channel.subscribe();
-        apply(&channel, &view("Über die", "", 20));
-        apply(&channel, &view("Über die", "", 20));
+        channel.catch_up_to(&view("Über die", "", 20));
+        channel.catch_up_to(&view("Über die", "", 20));
         let seen = events(&mut receiver);
         assert_eq!(
             seen[0],
@@ -253,7 +229,7 @@ mod tests {
         );
 
         // A new version of the text (the run was taken over and written again) resets.
-        apply(&channel, &view("Hallo", "2.0", 20));
+        channel.catch_up_to(&view("Hallo", "2.0", 20));
         let seen = events(&mut receiver);
         assert!(
             matches!(&seen[0], RunEvent::Reset { epoch, .. } if epoch == "2.0"),
@@ -261,7 +237,7 @@ mod tests {
         );
         assert_eq!(channel.text(), "Hallo");
         // An older read that arrives late changes nothing.
-        apply(&channel, &view("Hal", "2.0", 20));
+        channel.catch_up_to(&view("Hal", "2.0", 20));
         assert!(events(&mut receiver).is_empty());
     }
 }

@@ -170,39 +170,57 @@ impl ChatExecutor {
     }
 
     /// The run finished already, or another instance holds it: tell anyone waiting here, then let go.
+    ///
+    /// A subscriber may have opened this channel just as the run ended and its own channel closed (it read
+    /// the run as active a moment before): the channel then holds nothing, so the reply is caught up from the
+    /// database before the end, or that subscriber would see the end without the text.
     async fn not_ours(&self, run_id: Uuid) {
-        if let Some(channel) = self.hub.get(run_id) {
-            // Subscribers here follow the run where it executes (engine::relay): nothing to tell them.
-            if channel.is_followed() {
-                return;
-            }
-            let row = store::find_run(&self.db, run_id).await.ok().flatten();
-            let event = match &row {
-                Some(row) => terminal_event(row, &self.db).await,
-                None => Some(RunEvent::Error {
-                    code: "cancelled".into(),
-                    message: "The conversation was cleared.".into(),
-                    retryable: false,
-                    correlation_id: String::new(),
-                }),
-            };
-            if event.is_none() && matches!(self.db, Db::Postgres(_)) {
-                // Another instance executes it: the relay follows it there for the subscribers here.
-                channel.set_followed(true);
-                return;
-            }
-            channel.publish(event.unwrap_or_else(|| {
-                RunEvent::Error {
-                    code: "run_elsewhere".into(),
-                    message:
-                        "The reply is being written by another server; reconnecting will follow it."
-                            .into(),
-                    retryable: true,
-                    correlation_id: row.map(|r| r.correlation_id).unwrap_or_default(),
-                }
-            }));
-            self.hub.close(run_id);
+        let Some(channel) = self.hub.get(run_id) else {
+            return;
+        };
+        // Subscribers here follow the run where it executes (engine::relay): nothing to tell them.
+        if channel.is_followed() {
+            return;
         }
+        let event = match self.view(run_id).await {
+            Ok(Some(view)) => {
+                channel.catch_up_to(&view);
+                match view.terminal {
+                    Some(terminal) => terminal,
+                    None if matches!(self.db, Db::Postgres(_)) => {
+                        // Another instance executes it: the relay follows it there for the subscribers here.
+                        channel.set_followed(true);
+                        return;
+                    }
+                    None => RunEvent::Error {
+                        code: "run_elsewhere".into(),
+                        message:
+                            "The reply is being written by another server; reconnecting will follow it."
+                                .into(),
+                        retryable: true,
+                        correlation_id: String::new(),
+                    },
+                }
+            }
+            Ok(None) => RunEvent::Error {
+                code: "cancelled".into(),
+                message: "The conversation was cleared.".into(),
+                retryable: false,
+                correlation_id: String::new(),
+            },
+            Err(err) => {
+                tracing::warn!(run_id = %run_id, error = format!("{err:#}"), "cannot read a chat run");
+                RunEvent::Error {
+                    code: "service_unavailable".into(),
+                    message: "The reply cannot be read right now; reconnecting will try again."
+                        .into(),
+                    retryable: true,
+                    correlation_id: String::new(),
+                }
+            }
+        };
+        channel.publish(event);
+        self.hub.close(run_id);
     }
 
     async fn publish_progress(

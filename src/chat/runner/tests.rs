@@ -236,6 +236,45 @@ async fn a_run_that_already_ended_is_not_executed_again_and_a_waiting_subscriber
 }
 
 #[tokio::test]
+async fn a_subscriber_whose_channel_opened_as_the_run_ended_gets_the_whole_reply_then_the_end() {
+    let fixture = fixture().await;
+    let run = fixture.run(Duration::from_secs(60)).await;
+    let run = fixture.claimed_here(&run).await;
+    let reply = Reply {
+        text: "ABCD".into(),
+        finish: Some(Finish::Stop),
+    };
+    fixture
+        .executor
+        .finalize_step(&run, &reply, None)
+        .await
+        .expect("finalize")
+        .expect("the reply is stored");
+    // The executing channel is gone; a subscriber that read the run as active a moment before opens a fresh
+    // one and starts the engine, which finds the run finished.
+    fixture.hub.close(run.id);
+    let mut events = fixture.listen(&run);
+    fixture
+        .executor
+        .execute(run.id, CancellationToken::new())
+        .await;
+    let events = received(&mut events);
+    let text: String = events
+        .iter()
+        .filter_map(|event| match event {
+            RunEvent::Token { text, .. } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(text, "ABCD", "the reply comes before the end: {events:?}");
+    assert!(
+        matches!(events.last(), Some(RunEvent::Done { content, .. }) if content == "ABCD"),
+        "then the end: {events:?}"
+    );
+    assert!(fixture.hub.get(run.id).is_none(), "and the channel closes");
+}
+
+#[tokio::test]
 async fn a_reply_complete_before_a_crash_is_taken_as_it_was_without_a_model() {
     let fixture = fixture().await;
     let run = fixture.run(Duration::from_secs(60)).await;
