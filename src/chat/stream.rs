@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Query, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderName};
+use axum::response::IntoResponse;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::stream::{self, Stream, StreamExt};
 use serde::Deserialize;
@@ -239,7 +240,7 @@ pub(super) async fn stream_run(
     PathId(run_id): PathId,
     Query(query): Query<StreamQuery>,
     headers: HeaderMap,
-) -> Result<Sse<axum::response::sse::KeepAliveStream<EventStream>>, AppError> {
+) -> Result<impl IntoResponse, AppError> {
     let run = store::find_run_owned(&state.db, current.user.id, run_id)
         .await?
         .ok_or(AppError::NotFound)?;
@@ -323,7 +324,11 @@ pub(super) async fn stream_run(
             finite(events)
         }
     };
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
+    Ok((
+        // Proxies pass each event on at once instead of collecting them (nginx reads this header).
+        [(HeaderName::from_static("x-accel-buffering"), "no")],
+        Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)),
+    ))
 }
 
 #[cfg(test)]

@@ -137,260 +137,265 @@ async fn after_kill_9_the_restarted_instance_resumes_the_reply_at_once_and_accep
     );
 }
 
-#[tokio::test]
-async fn when_the_instance_writing_a_reply_is_killed_another_takes_it_over_once() {
-    require_postgres();
-    let llm = FakeLlm::start().await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let database = TestDatabase::create(Backend::Postgres, dir.path()).await;
-    let timeout = 3;
-    let on = |name: &str| {
-        vars(
-            &database.url,
-            dir.path(),
-            &llm,
-            &[("INSTANCE_NAME", name), ("INSTANCE_TIMEOUT_SECS", "3")],
-        )
-    };
-    let mut a = ServerProcess::start(dir.path(), &on("web-a"));
-    let b = ServerProcess::start(dir.path(), &on("web-b"));
-    let (alice, companion) = alice_with_companion(&a).await;
-    let (url, _, _hold) = reply_in_progress(&llm, &alice, &companion).await;
-    // b follows the reply before a dies.
-    let on_b = alice.on(b.url(""));
-    let following = read(&on_b, &url, None, |events| text_of(events) == "half a").await;
-    assert_eq!(text_of(&following), "half a", "b shows what a wrote so far");
-    let killed = Instant::now();
-    a.kill_hard();
+/// Several instances: these need PostgreSQL (`…::postgres::…`, left out of the plain test run).
+mod postgres {
+    use super::*;
 
-    // A client on b follows the reply; when a's heartbeat is stale, b takes it over and writes it again: one
-    // stream, never "another server".
-    let events = read_all(&on_b, &url).await;
-    assert_never_told_elsewhere(&events);
-    assert!(events.iter().any(|e| e.event == "reset"), "{events:?}");
-    let taken_over = killed.elapsed();
-    let done = last(&events, "done").unwrap();
-    assert_eq!(done.data["content"], "Hello, wörld!");
-    assert_eq!(text_of(&events), "Hello, wörld!");
-    eprintln!(
-        "b completed the reply {taken_over:?} after a was killed (INSTANCE_TIMEOUT_SECS={timeout}, target: + 2 s)"
-    );
-    let messages = conversation(&on_b, &companion).await;
-    assert_eq!(
-        messages,
-        [
-            ("user".to_owned(), "Tell me a story".to_owned()),
-            ("assistant".to_owned(), "Hello, wörld!".to_owned()),
-        ],
-        "exactly one reply"
-    );
-}
+    #[tokio::test]
+    async fn when_the_instance_writing_a_reply_is_killed_another_takes_it_over_once() {
+        require_postgres();
+        let llm = FakeLlm::start().await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let database = TestDatabase::create(Backend::Postgres, dir.path()).await;
+        let timeout = 3;
+        let on = |name: &str| {
+            vars(
+                &database.url,
+                dir.path(),
+                &llm,
+                &[("INSTANCE_NAME", name), ("INSTANCE_TIMEOUT_SECS", "3")],
+            )
+        };
+        let mut a = ServerProcess::start(dir.path(), &on("web-a"));
+        let b = ServerProcess::start(dir.path(), &on("web-b"));
+        let (alice, companion) = alice_with_companion(&a).await;
+        let (url, _, _hold) = reply_in_progress(&llm, &alice, &companion).await;
+        // b follows the reply before a dies.
+        let on_b = alice.on(b.url(""));
+        let following = read(&on_b, &url, None, |events| text_of(events) == "half a").await;
+        assert_eq!(text_of(&following), "half a", "b shows what a wrote so far");
+        let killed = Instant::now();
+        a.kill_hard();
 
-#[tokio::test]
-async fn two_instances_sending_for_one_companion_at_once_start_one_run() {
-    require_postgres();
-    let llm = FakeLlm::start().await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let database = TestDatabase::create(Backend::Postgres, dir.path()).await;
-    let a = ServerProcess::start(
-        dir.path(),
-        &vars(
-            &database.url,
-            dir.path(),
-            &llm,
-            &[("INSTANCE_NAME", "web-a")],
-        ),
-    );
-    let b = ServerProcess::start(
-        dir.path(),
-        &vars(
-            &database.url,
-            dir.path(),
-            &llm,
-            &[("INSTANCE_NAME", "web-b")],
-        ),
-    );
-    let (alice, companion) = alice_with_companion(&a).await;
-    let on_b = alice.on(b.url(""));
-    // The reply is held, so whichever send came first still runs when the other arrives.
-    let hold = gate();
-    llm.stream(Streamed::Paused {
-        before: pieces(&["One"]),
-        gate: hold.clone(),
-        after: pieces(&[" reply."]),
-    });
-    let (first, second) = tokio::join!(
-        send(&alice, &companion, "From a"),
-        send(&on_b, &companion, "From b"),
-    );
-    let mut statuses = [first.0.as_u16(), second.0.as_u16()];
-    statuses.sort_unstable();
-    assert_eq!(
-        statuses,
-        [202, 409],
-        "one run, one refusal: {first:?} {second:?}"
-    );
-    hold.add_permits(1);
-    let started = if first.0.as_u16() == 202 {
-        first.1
-    } else {
-        second.1
-    };
-    let events = read_all(&alice, started["stream_url"].as_str().unwrap()).await;
-    assert_eq!(last(&events, "done").unwrap().data["content"], "One reply.");
-    assert_eq!(
-        conversation(&on_b, &companion).await.len(),
-        2,
-        "one message, one reply"
-    );
-}
-
-#[tokio::test]
-async fn sessions_locks_and_limits_hold_across_instances() {
-    require_postgres();
-    let llm = FakeLlm::start().await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let database = TestDatabase::create(Backend::Postgres, dir.path()).await;
-    let on = |name: &str| {
-        vars(
-            &database.url,
-            dir.path(),
-            &llm,
-            &[
-                ("INSTANCE_NAME", name),
-                ("LOCKOUT_THRESHOLD", "3"),
-                ("RATE_LIMIT_LOGIN", "off"),
-                ("RATE_LIMIT_LOGIN_IP", "off"),
-                ("RATE_LIMIT_REGISTER", "3/24h"),
+        // A client on b follows the reply; when a's heartbeat is stale, b takes it over and writes it again: one
+        // stream, never "another server".
+        let events = read_all(&on_b, &url).await;
+        assert_never_told_elsewhere(&events);
+        assert!(events.iter().any(|e| e.event == "reset"), "{events:?}");
+        let taken_over = killed.elapsed();
+        let done = last(&events, "done").unwrap();
+        assert_eq!(done.data["content"], "Hello, wörld!");
+        assert_eq!(text_of(&events), "Hello, wörld!");
+        eprintln!(
+            "b completed the reply {taken_over:?} after a was killed (INSTANCE_TIMEOUT_SECS={timeout}, target: + 2 s)"
+        );
+        let messages = conversation(&on_b, &companion).await;
+        assert_eq!(
+            messages,
+            [
+                ("user".to_owned(), "Tell me a story".to_owned()),
+                ("assistant".to_owned(), "Hello, wörld!".to_owned()),
             ],
-        )
-    };
-    let a = ServerProcess::start(dir.path(), &on("web-a"));
-    let b = ServerProcess::start(dir.path(), &on("web-b"));
-
-    // A session signed out on a is dead on b.
-    let alice = Visitor::signed_in_at(a.url(""), "alice").await;
-    let alice_on_b = alice.on(b.url(""));
-    assert!(alice_on_b.page("/settings").await.contains("@alice"));
-    let signed_out = alice.submit("/settings", "/logout", &[]).await;
-    assert_eq!(signed_out.status(), 303);
-    let after = alice_on_b.get("/settings").await;
-    let location = after
-        .headers()
-        .get("location")
-        .map(|l| l.to_str().unwrap().to_owned());
-    assert!(
-        after.status().is_redirection()
-            && location.as_deref().is_some_and(|l| l.starts_with("/login")),
-        "b no longer knows the session: {} {location:?}",
-        after.status()
-    );
-
-    // A lock set through a holds on b, even for the right password from a new browser.
-    let stranger = Visitor::at(a.url(""));
-    for _ in 0..3 {
-        stranger.login("alice", "Wrong-Password-1").await;
+            "exactly one reply"
+        );
     }
-    let elsewhere = Visitor::at(b.url("")).login("alice", PASSWORD).await;
-    assert_eq!(elsewhere.status(), 423, "locked on b too");
 
-    // Registrations from one address count once across instances: 3 a day (alice was the first).
-    let registered = |server: &ServerProcess, name: &str| {
-        let visitor = Visitor::at(server.url(""));
-        let name = name.to_owned();
-        async move {
-            visitor
-                .register(&name, &format!("{name}@example.com"), &name, PASSWORD)
-                .await
-                .status()
-                .as_u16()
+    #[tokio::test]
+    async fn two_instances_sending_for_one_companion_at_once_start_one_run() {
+        require_postgres();
+        let llm = FakeLlm::start().await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let database = TestDatabase::create(Backend::Postgres, dir.path()).await;
+        let a = ServerProcess::start(
+            dir.path(),
+            &vars(
+                &database.url,
+                dir.path(),
+                &llm,
+                &[("INSTANCE_NAME", "web-a")],
+            ),
+        );
+        let b = ServerProcess::start(
+            dir.path(),
+            &vars(
+                &database.url,
+                dir.path(),
+                &llm,
+                &[("INSTANCE_NAME", "web-b")],
+            ),
+        );
+        let (alice, companion) = alice_with_companion(&a).await;
+        let on_b = alice.on(b.url(""));
+        // The reply is held, so whichever send came first still runs when the other arrives.
+        let hold = gate();
+        llm.stream(Streamed::Paused {
+            before: pieces(&["One"]),
+            gate: hold.clone(),
+            after: pieces(&[" reply."]),
+        });
+        let (first, second) = tokio::join!(
+            send(&alice, &companion, "From a"),
+            send(&on_b, &companion, "From b"),
+        );
+        let mut statuses = [first.0.as_u16(), second.0.as_u16()];
+        statuses.sort_unstable();
+        assert_eq!(
+            statuses,
+            [202, 409],
+            "one run, one refusal: {first:?} {second:?}"
+        );
+        hold.add_permits(1);
+        let started = if first.0.as_u16() == 202 {
+            first.1
+        } else {
+            second.1
+        };
+        let events = read_all(&alice, started["stream_url"].as_str().unwrap()).await;
+        assert_eq!(last(&events, "done").unwrap().data["content"], "One reply.");
+        assert_eq!(
+            conversation(&on_b, &companion).await.len(),
+            2,
+            "one message, one reply"
+        );
+    }
+
+    #[tokio::test]
+    async fn sessions_locks_and_limits_hold_across_instances() {
+        require_postgres();
+        let llm = FakeLlm::start().await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let database = TestDatabase::create(Backend::Postgres, dir.path()).await;
+        let on = |name: &str| {
+            vars(
+                &database.url,
+                dir.path(),
+                &llm,
+                &[
+                    ("INSTANCE_NAME", name),
+                    ("LOCKOUT_THRESHOLD", "3"),
+                    ("RATE_LIMIT_LOGIN", "off"),
+                    ("RATE_LIMIT_LOGIN_IP", "off"),
+                    ("RATE_LIMIT_REGISTER", "3/24h"),
+                ],
+            )
+        };
+        let a = ServerProcess::start(dir.path(), &on("web-a"));
+        let b = ServerProcess::start(dir.path(), &on("web-b"));
+
+        // A session signed out on a is dead on b.
+        let alice = Visitor::signed_in_at(a.url(""), "alice").await;
+        let alice_on_b = alice.on(b.url(""));
+        assert!(alice_on_b.page("/settings").await.contains("@alice"));
+        let signed_out = alice.submit("/settings", "/logout", &[]).await;
+        assert_eq!(signed_out.status(), 303);
+        let after = alice_on_b.get("/settings").await;
+        let location = after
+            .headers()
+            .get("location")
+            .map(|l| l.to_str().unwrap().to_owned());
+        assert!(
+            after.status().is_redirection()
+                && location.as_deref().is_some_and(|l| l.starts_with("/login")),
+            "b no longer knows the session: {} {location:?}",
+            after.status()
+        );
+
+        // A lock set through a holds on b, even for the right password from a new browser.
+        let stranger = Visitor::at(a.url(""));
+        for _ in 0..3 {
+            stranger.login("alice", "Wrong-Password-1").await;
         }
-    };
-    assert_eq!(registered(&b, "bob").await, 303);
-    assert_eq!(registered(&a, "carol").await, 303);
-    assert_eq!(
-        registered(&b, "dave").await,
-        429,
-        "the fourth of the day is refused, though b saw only two"
-    );
-}
+        let elsewhere = Visitor::at(b.url("")).login("alice", PASSWORD).await;
+        assert_eq!(elsewhere.status(), 423, "locked on b too");
 
-#[tokio::test]
-async fn a_reply_written_on_one_instance_streams_on_the_other_and_resumes_exactly_there() {
-    require_postgres();
-    let llm = FakeLlm::start().await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let database = TestDatabase::create(Backend::Postgres, dir.path()).await;
-    let a = ServerProcess::start(
-        dir.path(),
-        &vars(
-            &database.url,
-            dir.path(),
-            &llm,
-            &[("INSTANCE_NAME", "web-a")],
-        ),
-    );
-    let b = ServerProcess::start(
-        dir.path(),
-        &vars(
-            &database.url,
-            dir.path(),
-            &llm,
-            &[("INSTANCE_NAME", "web-b")],
-        ),
-    );
-    let (alice, companion) = alice_with_companion(&a).await;
-    let hold = gate();
-    llm.stream(Streamed::Paused {
-        // A trailing space is held back until more text follows (the exact-text rule), so the client shows
-        // "Über die" while the model waits.
-        before: pieces(&["Über", " die "]),
-        gate: hold.clone(),
-        after: pieces(&["Brücke", " gehen", " wir."]),
-    });
-    let (status, started) = send(&alice, &companion, "Wohin?").await;
-    assert!(status.is_success(), "{status}: {started}");
-    let url = started["stream_url"].as_str().unwrap().to_owned();
+        // Registrations from one address count once across instances: 3 a day (alice was the first).
+        let registered = |server: &ServerProcess, name: &str| {
+            let visitor = Visitor::at(server.url(""));
+            let name = name.to_owned();
+            async move {
+                visitor
+                    .register(&name, &format!("{name}@example.com"), &name, PASSWORD)
+                    .await
+                    .status()
+                    .as_u16()
+            }
+        };
+        assert_eq!(registered(&b, "bob").await, 303);
+        assert_eq!(registered(&a, "carol").await, 303);
+        assert_eq!(
+            registered(&b, "dave").await,
+            429,
+            "the fourth of the day is refused, though b saw only two"
+        );
+    }
 
-    // Sent on a, read on b: b pushes what a writes (no polling), then the client hangs up.
-    let on_b = alice.on(b.url(""));
-    let first = read(&on_b, &url, None, |events| text_of(events) == "Über die").await;
-    assert_never_told_elsewhere(&first);
-    let offset = first
-        .iter()
-        .rev()
-        .find(|e| e.event == "token")
-        .unwrap()
-        .id
-        .clone();
-    let cut_at = Instant::now();
-    // The listening connections drop (a restarted PostgreSQL, a proxy's idle cut): b listens again and
-    // catches up from the database, nothing lost or repeated.
-    let admin = sqlx::PgPool::connect(&database.url).await.expect("connect");
-    let cut: Vec<bool> = sqlx::query_scalar(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+    #[tokio::test]
+    async fn a_reply_written_on_one_instance_streams_on_the_other_and_resumes_exactly_there() {
+        require_postgres();
+        let llm = FakeLlm::start().await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let database = TestDatabase::create(Backend::Postgres, dir.path()).await;
+        let a = ServerProcess::start(
+            dir.path(),
+            &vars(
+                &database.url,
+                dir.path(),
+                &llm,
+                &[("INSTANCE_NAME", "web-a")],
+            ),
+        );
+        let b = ServerProcess::start(
+            dir.path(),
+            &vars(
+                &database.url,
+                dir.path(),
+                &llm,
+                &[("INSTANCE_NAME", "web-b")],
+            ),
+        );
+        let (alice, companion) = alice_with_companion(&a).await;
+        let hold = gate();
+        llm.stream(Streamed::Paused {
+            // A trailing space is held back until more text follows (the exact-text rule), so the client shows
+            // "Über die" while the model waits.
+            before: pieces(&["Über", " die "]),
+            gate: hold.clone(),
+            after: pieces(&["Brücke", " gehen", " wir."]),
+        });
+        let (status, started) = send(&alice, &companion, "Wohin?").await;
+        assert!(status.is_success(), "{status}: {started}");
+        let url = started["stream_url"].as_str().unwrap().to_owned();
+
+        // Sent on a, read on b: b pushes what a writes (no polling), then the client hangs up.
+        let on_b = alice.on(b.url(""));
+        let first = read(&on_b, &url, None, |events| text_of(events) == "Über die").await;
+        assert_never_told_elsewhere(&first);
+        let offset = first
+            .iter()
+            .rev()
+            .find(|e| e.event == "token")
+            .unwrap()
+            .id
+            .clone();
+        let cut_at = Instant::now();
+        // The listening connections drop (a restarted PostgreSQL, a proxy's idle cut): b listens again and
+        // catches up from the database, nothing lost or repeated.
+        let admin = sqlx::PgPool::connect(&database.url).await.expect("connect");
+        let cut: Vec<bool> = sqlx::query_scalar(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
          WHERE datname = current_database() AND query ILIKE 'LISTEN%'",
-    )
-    .fetch_all(&admin)
-    .await
-    .expect("terminate");
-    assert!(!cut.is_empty(), "the instances listen");
-    hold.add_permits(1);
-    // It reconnects to b with its last id: the rest, byte for byte, no reset.
-    let rest = read(&on_b, &url, Some(&offset), |_| false).await;
-    assert_never_told_elsewhere(&rest);
-    assert!(rest.iter().all(|e| e.event != "reset"), "{rest:?}");
-    let stored = last(&rest, "done").expect("the end reaches b").data["content"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    assert_eq!(stored, "Über die Brücke gehen wir.");
-    assert_eq!(format!("{}{}", text_of(&first), text_of(&rest)), stored);
-    eprintln!(
-        "the rest reached b {:?} after its listener was cut",
-        cut_at.elapsed()
-    );
-    // And a finished run replays the same on either instance.
-    assert_eq!(text_of(&read_all(&alice, &url).await), stored);
-    assert_eq!(text_of(&read_all(&on_b, &url).await), stored);
+        )
+        .fetch_all(&admin)
+        .await
+        .expect("terminate");
+        assert!(!cut.is_empty(), "the instances listen");
+        hold.add_permits(1);
+        // It reconnects to b with its last id: the rest, byte for byte, no reset.
+        let rest = read(&on_b, &url, Some(&offset), |_| false).await;
+        assert_never_told_elsewhere(&rest);
+        assert!(rest.iter().all(|e| e.event != "reset"), "{rest:?}");
+        let stored = last(&rest, "done").expect("the end reaches b").data["content"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(stored, "Über die Brücke gehen wir.");
+        assert_eq!(format!("{}{}", text_of(&first), text_of(&rest)), stored);
+        eprintln!(
+            "the rest reached b {:?} after its listener was cut",
+            cut_at.elapsed()
+        );
+        // And a finished run replays the same on either instance.
+        assert_eq!(text_of(&read_all(&alice, &url).await), stored);
+        assert_eq!(text_of(&read_all(&on_b, &url).await), stored);
+    }
 }

@@ -6,5 +6,6 @@ mod database;
 mod health;
 mod http;
 mod instances;
+mod load_balancer;
 mod logging;
 mod metrics;

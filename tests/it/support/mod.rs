@@ -5,6 +5,7 @@ pub mod fake_images;
 pub mod fake_llm;
 pub mod html_form;
 pub mod images;
+pub mod nginx;
 pub mod process;
 pub mod raw_llm;
 pub mod sse;

@@ -35,11 +35,18 @@ impl TestApp {
 impl Visitor {
     /// A new visitor of the site at `base` (`http://host:port`) with an empty cookie jar.
     pub fn at(base: String) -> Self {
+        Self::from_address(base, None)
+    }
+
+    /// A visitor of `base` whose connections come from `local` (another loopback address is another
+    /// client, for what a proxy in front sees as the client's address).
+    pub fn from_address(base: String, local: Option<std::net::IpAddr>) -> Self {
         let jar = Arc::new(reqwest::cookie::Jar::default());
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .cookie_provider(jar.clone())
             .timeout(Duration::from_secs(30))
+            .local_address(local)
             .build()
             .expect("client");
         Self { client, jar, base }
