@@ -32,7 +32,9 @@ use crate::engine::{LocalEngine, Relay, RunExecutor, StreamHub};
 use crate::error::AppError;
 use crate::media::generate::Imaging;
 use crate::media::{self, MediaStorage};
-use crate::ops::health::{Check, DatabaseProbe, HealthChecks, InProcessProbe, UPSTREAM_CACHE_TTL};
+use crate::ops::health::{
+    Check, DatabaseProbe, HealthChecks, InProcessProbe, Probe, UPSTREAM_CACHE_TTL,
+};
 use crate::ops::jobs::JobLeases;
 use crate::ops::metrics::AppCounters;
 use crate::providers::images::ImageClient;
@@ -323,6 +325,11 @@ impl App {
                 self.db.backend().name(),
                 Arc::new(DatabaseProbe(self.db.clone())),
             ),
+            storage: Check::cached(
+                config.storage.name(),
+                Arc::new(StorageProbe(self.media.clone())),
+                STORAGE_CACHE_TTL,
+            ),
             workflow_engine: Check::live(config.workflow_engine.name(), Arc::new(InProcessProbe)),
             llm,
             image_backend,
@@ -347,6 +354,19 @@ impl App {
             hub,
             relay,
         }
+    }
+}
+
+/// How long a storage check's result is reused: a bucket is a remote service, and the health endpoint
+/// answers anyone.
+const STORAGE_CACHE_TTL: Duration = Duration::from_secs(10);
+
+/// Checks the media store with one cheap round trip ([`MediaStorage::probe`]).
+struct StorageProbe(MediaStorage);
+
+impl Probe for StorageProbe {
+    fn check(&self) -> futures_util::future::BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move { self.0.probe().await.map_err(|err| format!("{err:#}")) })
     }
 }
 

@@ -96,7 +96,18 @@ pub async fn store_portrait(
         .media
         .put(&key, processed.bytes)
         .await
-        .map_err(|err| AppError::Internal(err.context("storing a portrait")))?;
+        .map_err(|err| {
+            tracing::warn!(
+                error = format!("{err:#}"),
+                "the media storage refused a portrait"
+            );
+            AppError::Unavailable {
+                code: media::storage::STORAGE_UNAVAILABLE,
+                message: "The portrait could not be saved: the media storage is not answering. \
+                          Try again in a moment."
+                    .into(),
+            }
+        })?;
     let image = media::store::insert(
         &state.db,
         &media::store::NewImage {

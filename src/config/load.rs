@@ -15,10 +15,10 @@ use super::providers::{
     load_style,
 };
 pub use super::reader::{ConfigProblem, ConfigProblems};
-use super::reader::{Reader, check_database_url, storage_from_url};
+use super::reader::{Reader, check_database_url, parse_http_url, storage_from_url};
 use super::{
-    AuthConfig, CleanupConfig, Config, ImageSettings, LogFormat, RateLimits, Secret, StorageConfig,
-    WorkflowEngineConfig,
+    AuthConfig, CleanupConfig, Config, ImageSettings, LogFormat, RateLimits, S3Storage, Secret,
+    StorageConfig, WorkflowEngineConfig,
 };
 
 pub(super) fn load(vars: HashMap<String, String>) -> Result<Config, ConfigProblems> {
@@ -144,10 +144,14 @@ pub(super) fn load(vars: HashMap<String, String>) -> Result<Config, ConfigProble
 
     let storage = match r.get("STORAGE_URL") {
         None => StorageConfig::Local(data_dir.join("media")),
-        Some(raw) => storage_from_url(&raw, &data_dir).unwrap_or_else(|message| {
-            r.problem("STORAGE_URL", message);
-            StorageConfig::Local(data_dir.join("media"))
-        }),
+        Some(raw) => match storage_from_url(&raw, &data_dir) {
+            Ok(StorageConfig::S3(s3)) => StorageConfig::S3(load_s3(&mut r, s3)),
+            Ok(local) => local,
+            Err(message) => {
+                r.problem("STORAGE_URL", message);
+                StorageConfig::Local(data_dir.join("media"))
+            }
+        },
     };
 
     let workflow_engine = r.parsed(
@@ -211,6 +215,49 @@ pub(super) fn load(vars: HashMap<String, String>) -> Result<Config, ConfigProble
         instance_timeout,
         instance_name,
     })
+}
+
+/// The standard `AWS_*` variables of an S3 store (the names AWS's own tools and object_store read).
+fn load_s3(r: &mut Reader, mut s3: S3Storage) -> S3Storage {
+    s3.endpoint = match r.get("AWS_ENDPOINT_URL").or_else(|| r.get("AWS_ENDPOINT")) {
+        None => None,
+        Some(raw) => match parse_http_url(&raw) {
+            Ok(url) => Some(url.as_str().trim_end_matches('/').to_owned()),
+            Err(message) => {
+                r.problem("AWS_ENDPOINT_URL", message);
+                None
+            }
+        },
+    };
+    if let Some(region) = r.get("AWS_REGION").or_else(|| r.get("AWS_DEFAULT_REGION")) {
+        s3.region = region;
+    }
+    s3.access_key_id = r.get("AWS_ACCESS_KEY_ID");
+    s3.secret_access_key = r.secret("AWS_SECRET_ACCESS_KEY");
+    s3.session_token = r.secret("AWS_SESSION_TOKEN");
+    match (&s3.access_key_id, &s3.secret_access_key) {
+        (Some(_), None) => r.problem(
+            "AWS_SECRET_ACCESS_KEY",
+            "is needed with AWS_ACCESS_KEY_ID (or leave both unset to use the instance's role)",
+        ),
+        (None, Some(_)) => r.problem(
+            "AWS_ACCESS_KEY_ID",
+            "is needed with AWS_SECRET_ACCESS_KEY (or leave both unset to use the instance's role)",
+        ),
+        _ => {}
+    }
+    s3.allow_http = r.boolean("AWS_ALLOW_HTTP", false);
+    s3.virtual_hosted_style = r.boolean("AWS_VIRTUAL_HOSTED_STYLE_REQUEST", false);
+    if let Some(endpoint) = &s3.endpoint
+        && endpoint.starts_with("http://")
+        && !s3.allow_http
+    {
+        r.problem(
+            "AWS_ENDPOINT_URL",
+            "is plain http://: set AWS_ALLOW_HTTP=true to allow that (a local MinIO), or use https://",
+        );
+    }
+    s3
 }
 
 #[cfg(test)]
@@ -417,13 +464,71 @@ mod tests {
     }
 
     #[test]
-    fn s3_and_temporal_are_refused_until_they_exist() {
-        let problems = load_pairs(&[
-            ("STORAGE_URL", "s3://bucket/prefix"),
-            ("WORKFLOW_ENGINE", "temporal"),
+    fn temporal_is_refused_until_it_exists() {
+        let problems = load_pairs(&[("WORKFLOW_ENGINE", "temporal")]).unwrap_err();
+        assert_eq!(problems.0.len(), 1);
+    }
+
+    #[test]
+    fn an_s3_store_takes_the_standard_aws_variables() {
+        let config = load_pairs(&[
+            ("STORAGE_URL", "s3://hub-media/instances/eu/"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:9000/"),
+            ("AWS_DEFAULT_REGION", "eu-central-1"),
+            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "s3-secret-value"),
+            ("AWS_ALLOW_HTTP", "true"),
         ])
-        .unwrap_err();
-        assert_eq!(problems.0.len(), 2);
+        .expect("test setup is valid");
+        let StorageConfig::S3(s3) = &config.storage else {
+            panic!("an S3 store: {:?}", config.storage)
+        };
+        assert_eq!(s3.bucket, "hub-media");
+        assert_eq!(
+            s3.prefix, "instances/eu",
+            "slashes around the prefix are dropped"
+        );
+        assert_eq!(s3.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(s3.region, "eu-central-1");
+        assert!(s3.allow_http);
+        assert!(!s3.virtual_hosted_style, "path style unless asked");
+        assert_eq!(config.storage.url(), "s3://hub-media/instances/eu");
+        let summary = format!("{:?} {config:?}", config.summary());
+        assert!(!summary.contains("s3-secret-value"), "{summary}");
+
+        let bare = load_pairs(&[("STORAGE_URL", "s3://hub-media")]).expect("valid");
+        let StorageConfig::S3(bare) = &bare.storage else {
+            panic!("an S3 store")
+        };
+        assert_eq!(
+            (bare.prefix.as_str(), bare.region.as_str()),
+            ("", "us-east-1")
+        );
+        assert_eq!(bare.endpoint, None, "AWS itself");
+    }
+
+    #[test]
+    fn a_bad_s3_configuration_names_each_problem() {
+        for (url, word) in [
+            ("s3://", "bucket"),
+            ("s3://Hub_Media/x", "bucket"),
+            ("s3://ab", "bucket"),
+            ("s3://hub-media/a//b", "prefix"),
+            ("s3://hub-media/../b", "prefix"),
+            ("ftp://hub-media", "s3://bucket"),
+        ] {
+            let problems = load_pairs(&[("STORAGE_URL", url)]).unwrap_err();
+            assert!(problems.to_string().contains(word), "{url}: {problems}");
+        }
+        let problems = load_pairs(&[
+            ("STORAGE_URL", "s3://hub-media"),
+            ("AWS_ENDPOINT_URL", "http://minio.local:9000"),
+            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(problems.contains("AWS_ALLOW_HTTP"), "{problems}");
+        assert!(problems.contains("AWS_SECRET_ACCESS_KEY"), "{problems}");
     }
 
     #[test]

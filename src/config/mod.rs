@@ -238,6 +238,51 @@ pub struct StyleSettings {
 pub enum StorageConfig {
     /// A folder on the local file system.
     Local(PathBuf),
+    /// An S3-compatible bucket (`STORAGE_URL=s3://bucket/prefix` and the standard `AWS_*` variables).
+    S3(S3Storage),
+}
+
+impl StorageConfig {
+    /// `local` or `s3`, as `/api/health` reports the storage.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Local(_) => "local",
+            Self::S3(_) => "s3",
+        }
+    }
+
+    /// The configured location as `STORAGE_URL` would say it.
+    pub fn url(&self) -> String {
+        match self {
+            Self::Local(path) => format!("file://{}", path.display()),
+            Self::S3(s3) if s3.prefix.is_empty() => format!("s3://{}", s3.bucket),
+            Self::S3(s3) => format!("s3://{}/{}", s3.bucket, s3.prefix),
+        }
+    }
+}
+
+/// An S3-compatible bucket: AWS itself, or MinIO-like servers at a custom endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Storage {
+    /// The bucket (it must exist).
+    pub bucket: String,
+    /// Keys are stored under this prefix (no leading or trailing `/`; empty for the whole bucket).
+    pub prefix: String,
+    /// `AWS_ENDPOINT_URL` (or `AWS_ENDPOINT`): a server other than AWS.
+    pub endpoint: Option<String>,
+    /// `AWS_REGION` (or `AWS_DEFAULT_REGION`), default `us-east-1`.
+    pub region: String,
+    /// `AWS_ACCESS_KEY_ID`; without it the instance's role (metadata service) is used.
+    pub access_key_id: Option<String>,
+    /// `AWS_SECRET_ACCESS_KEY`.
+    pub secret_access_key: Option<Secret>,
+    /// `AWS_SESSION_TOKEN`, for temporary credentials.
+    pub session_token: Option<Secret>,
+    /// `AWS_ALLOW_HTTP`: plain HTTP to the endpoint (a local MinIO); default false.
+    pub allow_http: bool,
+    /// `AWS_VIRTUAL_HOSTED_STYLE_REQUEST`: `bucket.host` addressing instead of `host/bucket` (path
+    /// style, the default, which MinIO-like servers expect).
+    pub virtual_hosted_style: bool,
 }
 
 /// Which engine runs chat runs.
@@ -469,12 +514,29 @@ impl Config {
                 ),
             ]);
         }
-        rows.push((
-            "STORAGE_URL",
-            match &self.storage {
-                StorageConfig::Local(path) => format!("file://{}", path.display()),
-            },
-        ));
+        rows.push(("STORAGE_URL", self.storage.url()));
+        if let StorageConfig::S3(s3) = &self.storage {
+            rows.extend([
+                (
+                    "AWS_ENDPOINT_URL",
+                    s3.endpoint.clone().unwrap_or_else(|| "(AWS)".to_owned()),
+                ),
+                ("AWS_REGION", s3.region.clone()),
+                (
+                    "AWS_ACCESS_KEY_ID",
+                    s3.access_key_id
+                        .clone()
+                        .unwrap_or_else(|| "(the instance's role)".to_owned()),
+                ),
+                ("AWS_SECRET_ACCESS_KEY", secret(&s3.secret_access_key)),
+                ("AWS_SESSION_TOKEN", secret(&s3.session_token)),
+                ("AWS_ALLOW_HTTP", s3.allow_http.to_string()),
+                (
+                    "AWS_VIRTUAL_HOSTED_STYLE_REQUEST",
+                    s3.virtual_hosted_style.to_string(),
+                ),
+            ]);
+        }
         rows.push(("WORKFLOW_ENGINE", self.workflow_engine.name().to_owned()));
         rows.push((
             "CLEANUP_INTERVAL_MINUTES",

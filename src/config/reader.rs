@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use url::Url;
 
-use super::{RateLimit, Secret, StorageConfig};
+use super::{RateLimit, S3Storage, Secret, StorageConfig};
 
 /// One thing wrong with one variable.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,11 +195,56 @@ pub(super) fn storage_from_url(raw: &str, data_dir: &Path) -> Result<StorageConf
         }
         return Ok(StorageConfig::Local(PathBuf::from(path)));
     }
-    if raw.starts_with("s3://") {
-        return Err(format!(
-            "S3-compatible storage is not available in this version yet; use file://{}/media",
-            data_dir.display()
-        ));
+    if let Some(rest) = raw.strip_prefix("s3://") {
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        check_bucket_name(bucket)?;
+        let prefix = prefix.trim_matches('/');
+        if !prefix.is_empty()
+            && prefix.split('/').any(|segment| {
+                segment.is_empty()
+                    || segment == "."
+                    || segment == ".."
+                    || segment.chars().any(char::is_control)
+            })
+        {
+            return Err(format!(
+                "the prefix after the bucket must be folder names separated by single slashes, got {prefix:?}"
+            ));
+        }
+        return Ok(StorageConfig::S3(S3Storage {
+            bucket: bucket.to_owned(),
+            prefix: prefix.to_owned(),
+            endpoint: None,
+            region: "us-east-1".to_owned(),
+            access_key_id: None,
+            secret_access_key: None,
+            session_token: None,
+            allow_http: false,
+            virtual_hosted_style: false,
+        }));
     }
-    Err(format!("must be a file:// URL, got {raw:?}"))
+    Err(format!(
+        "must be file:///folder or s3://bucket/prefix, got {raw:?} (the default is file://{}/media)",
+        data_dir.display()
+    ))
+}
+
+/// S3's bucket naming rules: 3–63 lowercase letters, digits, dots and hyphens, starting and ending with a
+/// letter or digit.
+fn check_bucket_name(bucket: &str) -> Result<(), String> {
+    let edge_ok = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    let valid = (3..=63).contains(&bucket.len())
+        && bucket
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+        && edge_ok(bucket.chars().next())
+        && edge_ok(bucket.chars().last());
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "s3:// needs a bucket name of 3–63 lowercase letters, digits, dots and hyphens \
+             (s3://my-bucket/media), got {bucket:?}"
+        ))
+    }
 }

@@ -66,9 +66,12 @@ pub enum GenerateError {
     /// The backend's bytes are not a usable image.
     #[error("the image backend sent an unusable image: {0}")]
     NotAnImage(#[from] media::ImageError),
-    /// Storing failed.
+    /// The image could not be prepared for storing (the decode slots, a worker thread).
     #[error("cannot store the image: {0}")]
     Storage(anyhow::Error),
+    /// The media store did not take the file (a bucket or disk that is away or refuses).
+    #[error("the media storage is unavailable: {0}")]
+    StorageUnavailable(anyhow::Error),
     /// Recording failed.
     #[error(transparent)]
     Database(#[from] sqlx::Error),
@@ -83,6 +86,7 @@ impl GenerateError {
             Self::Backend(ImageGenError::Unavailable { .. }) => "image_backend_unavailable",
             Self::Backend(ImageGenError::TooLarge | ImageGenError::Malformed(_))
             | Self::NotAnImage(_) => "image_invalid",
+            Self::StorageUnavailable(_) => media::storage::STORAGE_UNAVAILABLE,
             Self::Storage(_) | Self::Database(_) => "internal_error",
         }
     }
@@ -106,6 +110,11 @@ impl GenerateError {
                 "The image backend answered in a way we could not read.".into()
             }
             Self::NotAnImage(err) => format!("The image backend sent an unusable image. {err}"),
+            Self::StorageUnavailable(_) => {
+                "The picture could not be saved: the media storage is not answering. Try again in a \
+                 moment."
+                    .into()
+            }
             Self::Storage(_) | Self::Database(_) => {
                 "Something went wrong while saving the picture.".into()
             }
@@ -116,6 +125,15 @@ impl GenerateError {
     pub fn retryable(&self) -> bool {
         !matches!(self, Self::NotConfigured)
     }
+}
+
+/// A store failure: logged with its cause here (the person is told only that the storage is away).
+fn storage_unavailable(err: anyhow::Error) -> GenerateError {
+    tracing::warn!(
+        error = format!("{err:#}"),
+        "the media storage refused a picture"
+    );
+    GenerateError::StorageUnavailable(err)
 }
 
 /// Who the picture is for and where it belongs.
@@ -218,7 +236,7 @@ impl Imaging {
         self.media
             .put(&key, bytes.clone())
             .await
-            .map_err(GenerateError::Storage)?;
+            .map_err(storage_unavailable)?;
         // Without its thumbnail the gallery shows the picture itself, so this failure is only logged.
         if let Err(err) = self
             .media
@@ -244,16 +262,11 @@ impl Imaging {
         .await?;
         // Identical bytes share a file: a deletion of another row with this key may have removed it between
         // the write and the insert. Now that our row refers to it, nothing removes it again.
-        if !self
-            .media
-            .exists(&key)
-            .await
-            .map_err(GenerateError::Storage)?
-        {
+        if !self.media.exists(&key).await.map_err(storage_unavailable)? {
             self.media
                 .put(&key, bytes)
                 .await
-                .map_err(GenerateError::Storage)?;
+                .map_err(storage_unavailable)?;
         }
         Ok(Generated {
             image_id,

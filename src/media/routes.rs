@@ -18,6 +18,19 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/media/{image_id}", get(show_image))
 }
 
+/// The store did not answer: 503 with a plain reason (the cause is logged).
+fn unreadable(err: anyhow::Error) -> AppError {
+    tracing::warn!(
+        error = format!("{err:#}"),
+        "the media storage cannot be read"
+    );
+    AppError::Unavailable {
+        code: super::storage::STORAGE_UNAVAILABLE,
+        message: "The picture cannot be shown right now: the media storage is not answering."
+            .into(),
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 struct MediaQuery {
@@ -65,7 +78,7 @@ async fn show_image(
             .media
             .open_stream(&MediaStorage::thumbnail_key(&image.storage_key))
             .await
-            .map_err(|err| AppError::Internal(err.context("reading a thumbnail")))?
+            .map_err(unreadable)?
     } else {
         None
     };
@@ -75,7 +88,7 @@ async fn show_image(
             .media
             .open_stream(&image.storage_key)
             .await
-            .map_err(|err| AppError::Internal(err.context("reading a stored image")))?,
+            .map_err(unreadable)?,
     };
     let Some((length, stream)) = file else {
         tracing::warn!(image_id = %id, "an image row refers to a missing file");

@@ -1,4 +1,10 @@
-//! Where image bytes live: an object store (a local folder today; S3-compatible later) keyed by content.
+//! Where image bytes live: an object store (a local folder, or an S3-compatible bucket) keyed by content.
+//!
+//! Policy: every instance of a deployment uses the same store, so a picture written through one is served
+//! by all. Calls to S3 are bounded (5 s to connect, 30 s per request) and retried twice within 10 s on
+//! connection failures and 5xx answers; what still fails is an error the caller turns into a clear "storage
+//! unavailable" for the person ([`STORAGE_UNAVAILABLE`]), and the file is written before any row refers to
+//! it, so nothing ever points at an object that was not stored.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,7 +16,10 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use uuid::Uuid;
 
-use crate::config::StorageConfig;
+use crate::config::{S3Storage, StorageConfig};
+
+/// The error code a person sees when the media store cannot be reached (503).
+pub const STORAGE_UNAVAILABLE: &str = "storage_unavailable";
 
 /// The media store shared by every request.
 #[derive(Clone, Debug)]
@@ -63,6 +72,30 @@ impl MediaStorage {
                     local_root: Some(folder.clone()),
                 })
             }
+            StorageConfig::S3(s3) => Ok(Self {
+                store: open_s3(s3)?,
+                local_root: None,
+            }),
+        }
+    }
+
+    /// One cheap round trip to the store (`/api/health`): a local folder is read, a bucket listed with a
+    /// prefix that matches nothing.
+    pub async fn probe(&self) -> anyhow::Result<()> {
+        use futures_util::StreamExt;
+        if let Some(root) = &self.local_root {
+            let root = root.clone();
+            return tokio::task::spawn_blocking(move || {
+                std::fs::read_dir(&root)
+                    .map(|_| ())
+                    .map_err(anyhow::Error::from)
+            })
+            .await?;
+        }
+        let probe = Path::parse(".health-probe")?;
+        match self.store.list(Some(&probe)).next().await {
+            None | Some(Ok(_)) => Ok(()),
+            Some(Err(err)) => Err(err.into()),
         }
     }
 
@@ -207,6 +240,50 @@ impl MediaStorage {
             Err(err) => Err(err.into()),
         }
     }
+}
+
+/// The bucket as an object store, under its prefix when there is one.
+fn open_s3(s3: &S3Storage) -> anyhow::Result<Arc<dyn ObjectStore>> {
+    use object_store::aws::AmazonS3Builder;
+    use object_store::{BackoffConfig, ClientOptions, RetryConfig};
+    // Client options first: `with_allow_http` writes into them, and setting them afterwards would undo it.
+    let mut builder = AmazonS3Builder::new()
+        .with_client_options(
+            ClientOptions::new()
+                .with_connect_timeout(std::time::Duration::from_secs(5))
+                .with_timeout(std::time::Duration::from_secs(30)),
+        )
+        .with_bucket_name(&s3.bucket)
+        .with_region(&s3.region)
+        .with_allow_http(s3.allow_http)
+        .with_virtual_hosted_style_request(s3.virtual_hosted_style)
+        .with_retry(RetryConfig {
+            backoff: BackoffConfig::default(),
+            max_retries: 2,
+            retry_timeout: std::time::Duration::from_secs(10),
+        });
+    if let Some(endpoint) = &s3.endpoint {
+        builder = builder.with_endpoint(endpoint);
+    }
+    if let (Some(id), Some(secret)) = (&s3.access_key_id, &s3.secret_access_key) {
+        builder = builder
+            .with_access_key_id(id)
+            .with_secret_access_key(secret.expose());
+    }
+    if let Some(token) = &s3.session_token {
+        builder = builder.with_token(token.expose());
+    }
+    let store = builder
+        .build()
+        .map_err(|err| anyhow::anyhow!("cannot use the S3 bucket {}: {err}", s3.bucket))?;
+    Ok(if s3.prefix.is_empty() {
+        Arc::new(store)
+    } else {
+        Arc::new(object_store::prefix::PrefixStore::new(
+            store,
+            s3.prefix.as_str(),
+        ))
+    })
 }
 
 /// Regular files under `root` (two levels: owner folders, then files), never following links.

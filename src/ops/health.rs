@@ -173,6 +173,8 @@ impl Check {
 pub struct HealthChecks {
     /// The database.
     pub database: Check,
+    /// Where media files live (a folder or an S3 bucket).
+    pub storage: Check,
     /// The engine running chat runs.
     pub workflow_engine: Check,
     /// The language model endpoint.

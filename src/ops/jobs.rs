@@ -104,7 +104,11 @@ where
         loop {
             ticker.tick().await;
             match leases.try_claim(name, lease, leases.now()).await {
-                Ok(false) => continue,
+                Ok(false) => {
+                    // Another instance holds the lease: it runs the job this time.
+                    metrics::counter!("periodic_job_skips_total", "job" => name).increment(1);
+                    continue;
+                }
                 Ok(true) => {}
                 Err(err) => {
                     tracing::warn!(job = name, error = %err, "cannot claim periodic job lease");

@@ -153,13 +153,14 @@ async fn readiness_problem(db: &Db) -> Option<NotReady> {
 /// `GET /api/health`: every dependency's status; 200 when all configured ones are healthy, else 503.
 pub async fn get_health(State(state): State<AppState>) -> Response {
     let checks = &state.health;
-    let (database, workflow_engine, llm, image_backend) = tokio::join!(
+    let (database, storage, workflow_engine, llm, image_backend) = tokio::join!(
         checks.database.run(),
+        checks.storage.run(),
         checks.workflow_engine.run(),
         checks.llm.run(),
         checks.image_backend.run(),
     );
-    let healthy = [&database, &workflow_engine, &llm, &image_backend]
+    let healthy = [&database, &storage, &workflow_engine, &llm, &image_backend]
         .iter()
         .all(|check| check.status != CheckStatus::Unhealthy);
     let body = json!({
@@ -168,6 +169,7 @@ pub async fn get_health(State(state): State<AppState>) -> Response {
         "version": env!("CARGO_PKG_VERSION"),
         "checks": {
             "database": database,
+            "storage": storage,
             "workflow_engine": workflow_engine,
             "llm": llm,
             "image_backend": image_backend,

@@ -7,10 +7,10 @@ use reqwest::multipart::{Form, Part};
 use reqwest::{Method, StatusCode, header};
 use serde_json::{Value, json};
 
-use crate::on_both_backends;
 use crate::support::images::{encoded, png_claiming};
 use crate::support::visitor::Visitor;
 use crate::support::{Backend, TestApp};
+use crate::{on_both_backends, on_every_store};
 
 async fn upload(
     visitor: &Visitor,
@@ -211,7 +211,7 @@ async fn a_replaced_portrait_leaves_its_file_for_the_cleanup(backend: Backend) {
     )
     .await;
     assert_ne!(first["portrait_url"], second["portrait_url"]);
-    let files: Vec<_> = walk(&app.data_dir().join("media"));
+    let files = app.stored_files().await;
     assert_eq!(
         files.len(),
         2,
@@ -222,24 +222,9 @@ async fn a_replaced_portrait_leaves_its_file_for_the_cleanup(backend: Backend) {
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert!(
-        walk(&app.data_dir().join("media")).is_empty(),
+        app.stored_files().await.is_empty(),
         "deleting the companion removes its files"
     );
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                files.extend(walk(&path));
-            } else {
-                files.push(path);
-            }
-        }
-    }
-    files
 }
 
 async fn a_portrait_can_come_with_the_wizard_form(backend: Backend) {
@@ -273,11 +258,15 @@ async fn a_portrait_can_come_with_the_wizard_form(backend: Backend) {
 }
 
 on_both_backends!(
-    every_accepted_format_becomes_a_bounded_private_jpeg,
     the_type_is_decided_by_content_not_name,
     oversized_uploads_answer_413,
     a_decompression_bomb_is_refused_quickly,
     crops_choose_the_square_and_must_fit,
-    a_replaced_portrait_leaves_its_file_for_the_cleanup,
     a_portrait_can_come_with_the_wizard_form,
+);
+
+// Also with the media in an S3 bucket.
+on_every_store!(
+    every_accepted_format_becomes_a_bounded_private_jpeg,
+    a_replaced_portrait_leaves_its_file_for_the_cleanup,
 );

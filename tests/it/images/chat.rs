@@ -5,12 +5,12 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use super::{newest_message, send_with_picture, setup};
-use crate::on_both_backends;
 use crate::support::Backend;
 use crate::support::fake_images::{FakeImages, Painted, gate};
 use crate::support::fake_llm::Analysed;
 use crate::support::images::{encoded, png_claiming};
 use crate::support::sse::{last, read, read_all};
+use crate::{on_both_backends, on_every_store};
 
 async fn a_reply_with_a_picture_streams_the_image_and_stores_it(backend: Backend) {
     let images = FakeImages::start().await;
@@ -115,7 +115,11 @@ async fn a_reply_with_a_picture_streams_the_image_and_stores_it(backend: Backend
         chat.contains(&format!(r#"<img src="{url}""#)),
         "the chat page shows it"
     );
-    assert_eq!(app.stored_files().len(), 2, "the picture and its thumbnail");
+    assert_eq!(
+        app.stored_files().await.len(),
+        2,
+        "the picture and its thumbnail"
+    );
 }
 
 async fn a_failed_picture_keeps_the_reply_and_its_retry_attaches_one(backend: Backend) {
@@ -158,7 +162,11 @@ async fn a_failed_picture_keeps_the_reply_and_its_retry_attaches_one(backend: Ba
     assert_eq!(message["id"], id, "no new message");
     assert_eq!(message["image"]["url"], image.data["url"]);
     assert!(message["image_error"].is_null());
-    assert_eq!(app.stored_files().len(), 2, "the picture and its thumbnail");
+    assert_eq!(
+        app.stored_files().await.len(),
+        2,
+        "the picture and its thumbnail"
+    );
 
     let (status, body) = alice
         .api(
@@ -210,7 +218,7 @@ async fn what_a_backend_sends_must_be_a_sane_image(backend: Backend) {
         assert!(done.data["image"].is_null());
     }
     assert!(
-        app.stored_files().is_empty(),
+        app.stored_files().await.is_empty(),
         "nothing half-written is kept"
     );
     let (_, gallery) = alice
@@ -374,21 +382,25 @@ async fn a_regenerated_reply_gets_a_new_picture(backend: Backend) {
         "the replaced reply's picture went with it"
     );
     assert_eq!(
-        app.stored_files().len(),
+        app.stored_files().await.len(),
         2,
         "only the new picture and thumbnail"
     );
 }
 
 on_both_backends!(
-    a_regenerated_reply_gets_a_new_picture,
     stop_while_picturing_keeps_the_reply_and_retry_paints_it,
-    a_reply_with_a_picture_streams_the_image_and_stores_it,
-    a_failed_picture_keeps_the_reply_and_its_retry_attaches_one,
     transient_backend_errors_are_retried,
     what_a_backend_sends_must_be_a_sane_image,
     the_openai_images_api_is_spoken_too,
     pictures_count_against_the_image_limit,
     without_a_backend_the_toggle_explains_and_the_api_refuses,
     another_users_message_cannot_get_a_picture,
+);
+
+// Also with the media in an S3 bucket.
+on_every_store!(
+    a_reply_with_a_picture_streams_the_image_and_stores_it,
+    a_regenerated_reply_gets_a_new_picture,
+    a_failed_picture_keeps_the_reply_and_its_retry_attaches_one,
 );

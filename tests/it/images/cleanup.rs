@@ -12,9 +12,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use super::setup;
-use crate::on_both_backends;
 use crate::support::fake_images::FakeImages;
 use crate::support::{Backend, TestApp, TestDatabase, counter, test_config, wait_until};
+use crate::{on_both_backends, on_every_store};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -48,8 +48,8 @@ async fn orphans_older_than_the_grace_period_are_deleted_and_nothing_else(backen
     assert_eq!(status, StatusCode::CREATED);
     let media = app.data_dir().join("media");
     // The picture and its thumbnail (sorted: `<sha>.jpg` before `<sha>.thumb.jpg`).
-    let referenced = media.join(&app.stored_files()[0]);
-    let thumbnail = media.join(&app.stored_files()[1]);
+    let referenced = media.join(&app.stored_files().await[0]);
+    let thumbnail = media.join(&app.stored_files().await[1]);
     assert!(thumbnail.to_str().unwrap().ends_with(".thumb.jpg"));
     // Referenced files are kept however old they are.
     File::options()
@@ -58,7 +58,11 @@ async fn orphans_older_than_the_grace_period_are_deleted_and_nothing_else(backen
         .unwrap()
         .set_modified(SystemTime::now() - 48 * HOUR)
         .unwrap();
-    let owner = app.stored_files()[0].split('/').next().unwrap().to_owned();
+    let owner = app.stored_files().await[0]
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
     let old = plant(&media.join(media_key(&owner, 'a')), 1000, 2 * HOUR);
     let young = plant(
         &media.join(media_key(&owner, 'b')),
@@ -153,7 +157,70 @@ async fn the_periodic_sweep_runs_on_its_own(backend: Backend) {
     assert!(counted, "the run is counted");
 }
 
+/// What the cleanup does on any store (a folder or a bucket): a file just written is young and stays; past
+/// the grace period (here none) an unreferenced file of ours goes, and nothing else does.
+async fn an_orphan_waits_out_the_grace_period_on_every_store(backend: Backend) {
+    let images = FakeImages::start().await;
+    let (app, _llm, alice, _companion) = setup(backend, images.sdapi_env(), &[]).await;
+    let (status, made) = alice
+        .api(
+            Method::POST,
+            "/api/v1/images",
+            Some(json!({"prompt": "keep me"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let kept = app.stored_files().await;
+    assert_eq!(kept.len(), 2, "the picture and its thumbnail: {kept:?}");
+    let owner = kept[0].split('/').next().unwrap().to_owned();
+    let orphan = media_key(&owner, 'e');
+    app.media.put(&orphan, vec![1; 700]).await.unwrap();
+    app.media
+        .put("notes/README.txt", b"not ours".to_vec())
+        .await
+        .unwrap();
+
+    let report = sweep(&app.db, &app.media, HOUR, false)
+        .await
+        .expect("sweep");
+    assert_eq!(
+        (
+            report.scanned,
+            report.orphans,
+            report.young,
+            report.foreign,
+            report.deleted
+        ),
+        (4, 0, 1, 1, 0),
+        "just written, the orphan is young: {report:?}"
+    );
+    let report = sweep(&app.db, &app.media, Duration::ZERO, false)
+        .await
+        .expect("sweep");
+    assert_eq!(
+        (report.orphans, report.deleted, report.freed_bytes),
+        (1, 1, 700),
+        "{report:?}"
+    );
+    let mut expected = kept.clone();
+    expected.push("notes/README.txt".to_owned());
+    expected.sort();
+    assert_eq!(
+        app.stored_files().await,
+        expected,
+        "nothing else is touched"
+    );
+    let url = made["url"].as_str().unwrap();
+    assert_eq!(alice.get(url).await.status(), StatusCode::OK);
+    assert_eq!(
+        alice.get(&format!("{url}?size=thumb")).await.status(),
+        StatusCode::OK
+    );
+}
+
 on_both_backends!(
     orphans_older_than_the_grace_period_are_deleted_and_nothing_else,
     the_periodic_sweep_runs_on_its_own,
 );
+
+on_every_store!(an_orphan_waits_out_the_grace_period_on_every_store);

@@ -4,11 +4,11 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use super::{send_with_picture, setup};
-use crate::on_both_backends;
 use crate::support::Backend;
 use crate::support::fake_images::{FakeImages, Painted};
 use crate::support::sse::read_all;
 use crate::support::visitor::Visitor;
+use crate::{on_both_backends, on_every_store};
 
 async fn generate(visitor: &Visitor, prompt: &str, companion: Option<&str>) -> Value {
     let (status, made) = visitor
@@ -142,7 +142,7 @@ async fn deleting_a_picture_keeps_files_other_pictures_use(backend: Backend) {
     images.paint(Painted::Png(80, 120));
     let other = generate(&alice, "different", None).await;
     assert_eq!(
-        app.stored_files().len(),
+        app.stored_files().await.len(),
         4,
         "two pictures and their thumbnails"
     );
@@ -163,7 +163,7 @@ async fn deleting_a_picture_keeps_files_other_pictures_use(backend: Backend) {
         alice.get(second["url"].as_str().unwrap()).await.status(),
         StatusCode::OK
     );
-    assert_eq!(app.stored_files().len(), 4, "the shared file stays");
+    assert_eq!(app.stored_files().await.len(), 4, "the shared file stays");
 
     let response = alice
         .submit(
@@ -174,7 +174,11 @@ async fn deleting_a_picture_keeps_files_other_pictures_use(backend: Backend) {
         .await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     assert_eq!(response.headers()["location"], "/gallery/unassigned");
-    assert_eq!(app.stored_files().len(), 2, "its own files go with it");
+    assert_eq!(
+        app.stored_files().await.len(),
+        2,
+        "its own files go with it"
+    );
 }
 
 async fn pictures_go_with_their_conversation_companion_and_account(backend: Backend) {
@@ -185,7 +189,7 @@ async fn pictures_go_with_their_conversation_companion_and_account(backend: Back
     read_all(&alice, started["stream_url"].as_str().unwrap()).await;
     images.paint(Painted::Png(72, 72));
     let kept = generate(&alice, "kept with Mira", Some(&companion)).await;
-    assert_eq!(app.stored_files().len(), 4);
+    assert_eq!(app.stored_files().await.len(), 4);
 
     // Wiping the memory takes the chat's pictures; the generator's stay with the companion.
     let response = alice
@@ -196,7 +200,7 @@ async fn pictures_go_with_their_conversation_companion_and_account(backend: Back
         )
         .await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
-    assert_eq!(app.stored_files().len(), 2);
+    assert_eq!(app.stored_files().await.len(), 2);
     assert_eq!(
         tiles(&alice.page(&format!("/gallery/{companion}")).await).len(),
         1
@@ -211,7 +215,7 @@ async fn pictures_go_with_their_conversation_companion_and_account(backend: Back
         )
         .await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
-    assert!(app.stored_files().is_empty());
+    assert!(app.stored_files().await.is_empty());
     assert_eq!(
         alice.get(kept["url"].as_str().unwrap()).await.status(),
         StatusCode::NOT_FOUND
@@ -219,7 +223,7 @@ async fn pictures_go_with_their_conversation_companion_and_account(backend: Back
 
     // An account's deletion takes its unassigned pictures too.
     generate(&alice, "last one", None).await;
-    assert_eq!(app.stored_files().len(), 2);
+    assert_eq!(app.stored_files().await.len(), 2);
     let response = alice
         .submit(
             "/settings",
@@ -228,7 +232,7 @@ async fn pictures_go_with_their_conversation_companion_and_account(backend: Back
         )
         .await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
-    assert!(app.stored_files().is_empty());
+    assert!(app.stored_files().await.is_empty());
 }
 
 async fn every_picture_mutation_needs_the_csrf_token(backend: Backend) {
@@ -291,20 +295,20 @@ async fn deleting_or_editing_away_a_reply_takes_its_picture(backend: Backend) {
         .await;
     let reply = page["messages"][0]["id"].as_str().unwrap().to_owned();
     let asked = page["messages"][1]["id"].as_str().unwrap().to_owned();
-    assert_eq!(app.stored_files().len(), 2);
+    assert_eq!(app.stored_files().await.len(), 2);
     let (status, _) = alice
         .api(Method::DELETE, &format!("/api/v1/messages/{reply}"), None)
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert!(
-        app.stored_files().is_empty(),
+        app.stored_files().await.is_empty(),
         "the deleted reply's picture is gone"
     );
 
     images.paint(Painted::Png(70, 70));
     let (_, started) = send_with_picture(&alice, &companion, "Second").await;
     read_all(&alice, started["stream_url"].as_str().unwrap()).await;
-    assert_eq!(app.stored_files().len(), 2);
+    assert_eq!(app.stored_files().await.len(), 2);
     let (status, edited) = alice
         .api(
             Method::PATCH,
@@ -315,16 +319,20 @@ async fn deleting_or_editing_away_a_reply_takes_its_picture(backend: Backend) {
     assert_eq!(status, StatusCode::ACCEPTED, "{edited}");
     read_all(&alice, edited["stream_url"].as_str().unwrap()).await;
     assert!(
-        app.stored_files().is_empty(),
+        app.stored_files().await.is_empty(),
         "later replies and their pictures are dropped"
     );
 }
 
 on_both_backends!(
-    deleting_or_editing_away_a_reply_takes_its_picture,
     every_picture_mutation_needs_the_csrf_token,
-    albums_page_newest_first_by_24,
     another_user_sees_nothing_of_a_gallery,
+);
+
+// Also with the media in an S3 bucket.
+on_every_store!(
+    albums_page_newest_first_by_24,
     deleting_a_picture_keeps_files_other_pictures_use,
     pictures_go_with_their_conversation_companion_and_account,
+    deleting_or_editing_away_a_reply_takes_its_picture,
 );

@@ -4,9 +4,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use super::setup;
-use crate::on_both_backends;
 use crate::support::Backend;
 use crate::support::fake_images::{FakeImages, Painted};
+use crate::{on_both_backends, on_every_store};
 
 async fn out_of_bounds_parameters_are_refused_with_a_message_per_field(backend: Backend) {
     let images = FakeImages::start().await;
@@ -209,8 +209,10 @@ async fn an_openai_backend_gets_only_prompt_and_size(backend: Backend) {
 
 on_both_backends!(
     out_of_bounds_parameters_are_refused_with_a_message_per_field,
-    a_generated_picture_is_saved_to_the_gallery,
     the_form_works_without_script,
     a_failing_backend_is_explained_and_without_one_the_page_says_how_to_connect,
     an_openai_backend_gets_only_prompt_and_size,
 );
+
+// Also with the media in an S3 bucket.
+on_every_store!(a_generated_picture_is_saved_to_the_gallery,);

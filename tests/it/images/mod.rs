@@ -5,6 +5,7 @@ mod chat;
 mod cleanup;
 mod gallery;
 mod generator;
+mod storage;
 
 use reqwest::Method;
 use serde_json::{Value, json};

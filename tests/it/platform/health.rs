@@ -4,9 +4,9 @@ use axum::http::{HeaderMap, StatusCode as AxumStatus};
 use axum::routing::get;
 use reqwest::StatusCode;
 
-use crate::on_both_backends;
 use crate::support::fake_http::{FakeServer, Hits};
 use crate::support::{Backend, TestApp};
+use crate::{on_both_backends, on_every_store};
 
 /// A fake OpenAI-compatible server whose `/v1/models` answers `status`, recording each call and
 /// the Authorization header it saw.
@@ -64,6 +64,12 @@ async fn health_reports_each_dependency(backend: Backend) {
             Backend::Sqlite => "sqlite",
             Backend::Postgres => "postgres",
         }
+    );
+    assert_eq!(checks["storage"]["status"], "healthy", "{body}");
+    let in_a_bucket = crate::support::s3::BUCKET.try_with(|_| ()).is_ok();
+    assert_eq!(
+        checks["storage"]["kind"],
+        if in_a_bucket { "s3" } else { "local" }
     );
     assert_eq!(checks["workflow_engine"]["status"], "healthy");
     assert_eq!(checks["llm"]["status"], "not_configured");
@@ -178,9 +184,10 @@ async fn a_healthy_sd_backend_is_probed_on_its_model_list(backend: Backend) {
     assert_eq!(hits.count(), 1);
 }
 
+on_every_store!(health_reports_each_dependency);
+
 on_both_backends!(
     liveness_needs_no_io,
-    health_reports_each_dependency,
     a_lost_database_makes_the_instance_unready_and_unhealthy,
     a_configured_model_is_probed_with_its_key_and_cached,
     a_failing_model_degrades_health_but_not_readiness,

@@ -15,7 +15,7 @@ use crate::support::fake_llm::{FakeLlm, Streamed, gate, pieces};
 use crate::support::process::ServerProcess;
 use crate::support::sse::{SseEvent, last, read, read_all, text_of};
 use crate::support::visitor::{PASSWORD, Visitor};
-use crate::support::{Backend, TestDatabase, require_postgres};
+use crate::support::{Backend, TestDatabase, counter, require_postgres, wait_until};
 
 /// What every process of a test needs: its database, the shared data folder, the fake model, `extra`.
 fn vars(
@@ -397,5 +397,62 @@ mod postgres {
         // And a finished run replays the same on either instance.
         assert_eq!(text_of(&read_all(&alice, &url).await), stored);
         assert_eq!(text_of(&read_all(&on_b, &url).await), stored);
+    }
+
+    #[tokio::test]
+    async fn the_periodic_sweep_runs_on_one_instance_at_a_time_over_a_shared_bucket() {
+        require_postgres();
+        let llm = FakeLlm::start().await;
+        let bucket = crate::support::s3::create_bucket().await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let database = TestDatabase::create(Backend::Postgres, dir.path()).await;
+        let on = |name: &str| {
+            let mut vars = vars(
+                &database.url,
+                dir.path(),
+                &llm,
+                &[("INSTANCE_NAME", name), ("CLEANUP_INTERVAL_MINUTES", "60")],
+            );
+            vars.extend(crate::support::s3::vars_for(&bucket));
+            vars
+        };
+        // Both tick at start; the lease lets one sweep the bucket and the other skip it.
+        let a = ServerProcess::start(dir.path(), &on("web-a"));
+        let b = ServerProcess::start(dir.path(), &on("web-b"));
+        let client = reqwest::Client::new();
+        let counts = || async {
+            let mut runs = 0.0;
+            let mut skips = 0.0;
+            for server in [&a, &b] {
+                let metrics = client
+                    .get(server.url("/metrics"))
+                    .send()
+                    .await
+                    .expect("metrics")
+                    .text()
+                    .await
+                    .expect("text");
+                runs += counter(
+                    &metrics,
+                    r#"periodic_job_runs_total{job="cleanup-images",outcome="success"}"#,
+                );
+                skips += counter(
+                    &metrics,
+                    r#"periodic_job_skips_total{job="cleanup-images"}"#,
+                );
+            }
+            (runs, skips)
+        };
+        let both_ticked = wait_until(std::time::Duration::from_secs(20), || async {
+            let (runs, skips) = counts().await;
+            runs + skips >= 2.0
+        })
+        .await;
+        assert!(both_ticked, "both instances ticked: {:?}", counts().await);
+        assert_eq!(
+            counts().await,
+            (1.0, 1.0),
+            "one sweep of the bucket succeeded, the other instance skipped it"
+        );
     }
 }

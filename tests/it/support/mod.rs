@@ -8,6 +8,7 @@ pub mod images;
 pub mod nginx;
 pub mod process;
 pub mod raw_llm;
+pub mod s3;
 pub mod sse;
 pub mod visitor;
 
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use companion_hub::db::Db;
+use companion_hub::media::MediaStorage;
 use companion_hub::{App, Config};
 use tempfile::TempDir;
 use tokio::net::TcpListener;
@@ -47,6 +49,36 @@ macro_rules! on_both_backends {
                 async fn postgres() {
                     $crate::support::require_postgres();
                     super::$name($crate::support::Backend::Postgres).await;
+                }
+            }
+        )+
+    };
+}
+
+/// Like [`on_both_backends!`], plus `<test>::s3`: SQLite with the media in a bucket of an S3-compatible
+/// server (`TEST_S3_ENDPOINT`; left out of plain `cargo nextest run` like the PostgreSQL variants).
+#[macro_export]
+macro_rules! on_every_store {
+    ($($name:ident),+ $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test]
+                async fn sqlite() {
+                    super::$name($crate::support::Backend::Sqlite).await;
+                }
+
+                #[tokio::test]
+                async fn postgres() {
+                    $crate::support::require_postgres();
+                    super::$name($crate::support::Backend::Postgres).await;
+                }
+
+                #[tokio::test]
+                async fn s3() {
+                    let bucket = $crate::support::s3::create_bucket().await;
+                    $crate::support::s3::BUCKET
+                        .scope(bucket, super::$name($crate::support::Backend::Sqlite))
+                        .await;
                 }
             }
         )+
@@ -132,6 +164,7 @@ pub fn test_config(dir: &Path, database_url: &str, extra: &[(&str, &str)]) -> Co
         ("DATA_DIR".into(), dir.display().to_string()),
         ("LISTEN_ADDR".into(), "127.0.0.1:0".into()),
     ];
+    vars.extend(s3::vars());
     vars.extend(
         extra
             .iter()
@@ -150,6 +183,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub db: Db,
     pub database: TestDatabase,
+    /// The app's media store (a folder, or the `s3` variant's bucket), to look at what it holds.
+    pub media: MediaStorage,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<std::io::Result<()>>>,
     dir: TempDir,
@@ -184,6 +219,7 @@ impl TestApp {
 
     /// Serves an app built from `config` on a fresh port-0 listener.
     pub async fn serve(dir: TempDir, database: TestDatabase, config: Config) -> Self {
+        let media = MediaStorage::open(&config.storage).expect("the media store opens");
         let app = App::build(config).await.expect("app builds");
         let db = app.db().clone();
         let metrics_address = app.metrics_address();
@@ -202,6 +238,7 @@ impl TestApp {
             client: client(),
             db,
             database,
+            media,
             shutdown: Some(tx),
             server: Some(server),
             dir,
@@ -212,26 +249,18 @@ impl TestApp {
         format!("http://{}{}", self.address, path)
     }
 
-    /// Every file in the media folder (relative paths, sorted).
-    pub fn stored_files(&self) -> Vec<String> {
-        fn walk(root: &Path, folder: &Path, found: &mut Vec<String>) {
-            let Ok(entries) = std::fs::read_dir(folder) else {
-                return;
-            };
-            for entry in entries.flatten() {
-                let path = entry.path();
-                if path.is_dir() {
-                    walk(root, &path, found);
-                } else {
-                    found.push(path.strip_prefix(root).unwrap().display().to_string());
-                }
-            }
-        }
-        let root = self.data_dir().join("media");
-        let mut found = Vec::new();
-        walk(&root, &root, &mut found);
-        found.sort();
-        found
+    /// Every file in the media store (keys, `<owner>/<sha256>.<ext>`, sorted).
+    pub async fn stored_files(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .media
+            .list_all()
+            .await
+            .expect("the media store lists")
+            .into_iter()
+            .map(|object| object.key)
+            .collect();
+        keys.sort();
+        keys
     }
 
     pub fn data_dir(&self) -> PathBuf {
