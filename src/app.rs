@@ -202,7 +202,7 @@ impl App {
             None => (None, None),
         };
         let engine = LocalEngine::new(executor);
-        let state = self.state(bound, engine.clone(), hub, relay, imaging);
+        let state = self.state(bound, engine.clone(), hub, relay, imaging, registry.clock());
         let router = router(state.clone());
         let metrics_server = self.metrics_listener.take().map(|metrics_listener| {
             let address = metrics_listener.local_addr().ok();
@@ -306,6 +306,7 @@ impl App {
         hub: Arc<StreamHub>,
         relay: Option<Arc<Relay>>,
         imaging: Imaging,
+        clock: Arc<crate::db::DbClock>,
     ) -> AppState {
         let config = &self.config;
         let llm = match providers::llm_probe(config, &self.http) {
@@ -353,6 +354,7 @@ impl App {
             engine,
             hub,
             relay,
+            clock,
         }
     }
 }

@@ -48,4 +48,7 @@ pub struct AppState {
     pub hub: Arc<StreamHub>,
     /// Follows runs executed on other instances (PostgreSQL; `None` on SQLite).
     pub relay: Option<Arc<crate::engine::Relay>>,
+    /// The database's time as this instance knows it: run deadlines are set by it, so a host whose clock
+    /// jumped neither cuts a run short nor lets one run long.
+    pub clock: Arc<crate::db::DbClock>,
 }

@@ -147,8 +147,9 @@ fn conflict(message: &str) -> AppError {
     }
 }
 
+/// When a run started now must have ended, by the database's clock (the executor reads it the same way).
 fn deadline(state: &AppState) -> Timestamp {
-    Timestamp::now() + state.config.run_deadline
+    state.clock.now() + state.config.run_deadline
 }
 
 /// The owner's companion id, or 404.

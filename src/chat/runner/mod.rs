@@ -31,7 +31,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use super::store::{self, RunKind, RunRow, RunStatus, TurnRow};
-use crate::db::{Db, Timestamp};
+use crate::db::Db;
 use crate::engine::{Instance, RunChannel, RunEvent, RunExecutor, RunView, StreamHub};
 use crate::media::generate::Imaging;
 use crate::providers::llm::LlmClient;
@@ -116,7 +116,8 @@ impl ChatExecutor {
 
     async fn drive(&self, run: RunRow, cancel: CancellationToken) {
         let channel = self.hub.open(run.id);
-        let remaining = Duration::from_secs(Timestamp::now().seconds_until(run.deadline_at));
+        // By the database's clock, as the deadline was set: a host whose clock jumped keeps the same deadline.
+        let remaining = Duration::from_secs(self.instance.now().seconds_until(run.deadline_at));
         let held = async {
             tokio::select! {
                 result = self.steps(&run, &cancel) => result,

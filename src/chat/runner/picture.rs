@@ -8,7 +8,6 @@ use tokio_util::sync::CancellationToken;
 use super::{ChatExecutor, StepError};
 use crate::chat::store::{self, RunRow, RunStatus};
 use crate::companions;
-use crate::db::Timestamp;
 use crate::engine::RunEvent;
 use crate::media::generate::{Destination, Generated};
 use crate::media::store::Source;
@@ -47,7 +46,9 @@ impl ChatExecutor {
         )
         .await?;
         let started = Instant::now();
-        let budget = Timestamp::now()
+        let budget = self
+            .instance
+            .now()
             .seconds_until(run.deadline_at)
             .saturating_sub(IMAGE_DEADLINE_MARGIN)
             .max(1);

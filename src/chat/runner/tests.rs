@@ -13,6 +13,7 @@ use uuid::Uuid;
 use super::*;
 use crate::chat::store::{MessageRow, NewRun};
 use crate::config::StorageConfig;
+use crate::db::Timestamp;
 use crate::media::MediaStorage;
 use crate::providers::llm::{ContextSizes, Finish, LlmError};
 

@@ -267,6 +267,65 @@ async fn without_a_model_sending_answers_503(backend: Backend) {
     assert_eq!(body["error"]["code"], "llm_not_configured");
 }
 
+/// PostgreSQL's server drops every connection of ours while a reply is being written (a restart, a
+/// failover): the reply ends anyway — completed, or failed with Retry, which then works — and never hangs.
+async fn the_database_dropping_its_connections_mid_reply_loses_nothing() {
+    let llm = FakeLlm::start().await;
+    let (app, alice, companion) = setup(Backend::Postgres, &llm, &[]).await;
+    let hold = gate();
+    llm.stream(Streamed::Paused {
+        before: pieces(&["half", " a"]),
+        gate: hold.clone(),
+        after: pieces(&[" reply"]),
+    });
+    let (_, started) = send(&alice, &companion, "go on").await;
+    let url = started["stream_url"].as_str().unwrap().to_owned();
+    let shown = read(&alice, &url, None, |events| text_of(events) == "half a").await;
+    let seen = shown.last().unwrap().id.clone();
+
+    let admin = sqlx::PgPool::connect(&app.database.url).await.unwrap();
+    let dropped: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_all(&admin)
+    .await
+    .unwrap();
+    assert!(!dropped.is_empty(), "the app's connections were dropped");
+    hold.add_permits(1);
+
+    let rest = read(&alice, &url, Some(&seen), |_| false).await;
+    let ending = rest.last().expect("an ending");
+    match ending.event.as_str() {
+        "done" => assert_eq!(
+            format!("{}{}", text_of(&shown), text_of(&rest)),
+            ending.data["content"].as_str().unwrap(),
+            "{rest:?}"
+        ),
+        "error" => {
+            assert_eq!(ending.data["retryable"], true, "{rest:?}");
+            let run = started["run_id"].as_str().unwrap();
+            let (status, retried) = alice
+                .api(Method::POST, &format!("/api/chat/runs/{run}/retry"), None)
+                .await;
+            assert_eq!(status, StatusCode::ACCEPTED, "{retried}");
+            let events = read_all(&alice, retried["stream_url"].as_str().unwrap()).await;
+            assert!(last(&events, "done").is_some(), "{events:?}");
+        }
+        other => panic!("the stream ended without an end ({other}): {rest:?}"),
+    }
+    let messages = conversation(&alice, &companion).await;
+    assert_eq!(messages.len(), 2, "one question, one reply: {messages:?}");
+}
+
+mod the_database_dropping_its_connections_mid_reply_loses_nothing {
+    #[tokio::test]
+    async fn postgres() {
+        crate::support::require_postgres();
+        super::the_database_dropping_its_connections_mid_reply_loses_nothing().await;
+    }
+}
+
 on_both_backends!(
     a_rate_limited_provider_is_retried_and_the_reply_completes,
     a_failing_provider_fails_the_run_and_retry_reuses_the_message,

@@ -455,4 +455,87 @@ mod postgres {
             "one sweep of the bucket succeeded, the other instance skipped it"
         );
     }
+
+    #[tokio::test]
+    async fn a_host_whose_clock_runs_hours_ahead_takes_nothing_over_early_and_keeps_the_deadline() {
+        require_postgres();
+        let faketime = crate::support::process::faketime_library();
+        let llm = FakeLlm::start().await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let database = TestDatabase::create(Backend::Postgres, dir.path()).await;
+        let on = |name: &str, extra: &[(&str, &str)]| {
+            let mut settings = vec![("INSTANCE_NAME", name), ("INSTANCE_TIMEOUT_SECS", "3")];
+            settings.extend_from_slice(extra);
+            vars(&database.url, dir.path(), &llm, &settings)
+        };
+        let mut a = ServerProcess::start(dir.path(), &on("web-a", &[]));
+        let (alice, companion) = alice_with_companion(&a).await;
+        let (url, _, _hold) = reply_in_progress(&llm, &alice, &companion).await;
+
+        // b's host clock is two hours ahead (an NTP step, a resumed VM): by that clock a's lease and
+        // heartbeat lapsed long ago, and the run's deadline (five minutes) has passed.
+        let b = ServerProcess::start(
+            dir.path(),
+            &on(
+                "web-b",
+                &[
+                    ("LD_PRELOAD", faketime),
+                    ("FAKETIME", "+2h"),
+                    ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+                ],
+            ),
+        );
+        b.ready().await;
+        let date_of = |server: &ServerProcess| {
+            let url = server.url("/api/live");
+            async move {
+                let response = reqwest::get(url).await.expect("live");
+                let date = response.headers()["date"].to_str().unwrap().to_owned();
+                let format = time::macros::format_description!(
+                    "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+                );
+                time::PrimitiveDateTime::parse(&date, format).expect("an HTTP date")
+            }
+        };
+        let ahead = date_of(&b).await - date_of(&a).await;
+        assert!(
+            ahead > time::Duration::hours(1),
+            "the preload moved b's clock: {ahead}"
+        );
+
+        // b sweeps for runs to take over every second; wait (by the database's clock) until it has been
+        // alive for longer than INSTANCE_TIMEOUT_SECS + 2 s.
+        let admin = sqlx::PgPool::connect(&database.url).await.expect("connect");
+        let b_has_swept = wait_until(std::time::Duration::from_secs(20), || async {
+            sqlx::query_scalar::<_, bool>(
+                "SELECT clock_timestamp() - started_at > interval '5 seconds' FROM instances \
+                 WHERE name = 'web-b'",
+            )
+            .fetch_optional(&admin)
+            .await
+            .expect("query")
+            .unwrap_or(false)
+        })
+        .await;
+        assert!(b_has_swept, "b registered and lived through several sweeps");
+        let holder: Option<String> = sqlx::query_scalar(
+            "SELECT i.name FROM chat_runs r JOIN instances i ON i.id = r.lease_owner \
+             WHERE r.status NOT IN ('completed', 'failed', 'cancelled')",
+        )
+        .fetch_optional(&admin)
+        .await
+        .expect("query");
+        assert_eq!(holder.as_deref(), Some("web-a"), "a still holds the reply");
+        assert_eq!(llm.reply_requests().len(), 1, "b never started it");
+
+        // When a dies, b takes the reply over and finishes it: the deadline is the database's too.
+        a.kill_hard();
+        let on_b = alice.on(b.url(""));
+        let events = read_all(&on_b, &url).await;
+        assert_never_told_elsewhere(&events);
+        let done = last(&events, "done").unwrap_or_else(|| panic!("finished on b: {events:?}"));
+        assert_eq!(done.data["content"], "Hello, wörld!");
+        let messages = conversation(&on_b, &companion).await;
+        assert_eq!(messages.len(), 2, "exactly one reply: {messages:?}");
+    }
 }

@@ -10,6 +10,17 @@ use std::time::{Duration, Instant};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_companion-hub");
 
+/// Debian's libfaketime, preloaded into a process to move its wall clock (not its monotonic one, with
+/// `FAKETIME_DONT_FAKE_MONOTONIC=1`): a host whose clock jumped.
+pub fn faketime_library() -> &'static str {
+    const LIBRARY: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+    assert!(
+        Path::new(LIBRARY).exists(),
+        "this test needs Debian's libfaketime (apt-get install libfaketime); .ci/run installs it"
+    );
+    LIBRARY
+}
+
 /// A running `companion-hub serve`; killed when dropped.
 pub struct ServerProcess {
     child: Child,
