@@ -172,6 +172,33 @@ impl RunChannel {
         });
     }
 
+    /// Appends a piece that ends at byte `end` of text version `epoch` (a token relayed from the instance
+    /// executing the run), telling subscribers only what is new. False when it cannot be placed — another
+    /// version, or text missing before it — and the caller must catch up from the database instead.
+    pub fn push_text_at(&self, piece: &str, end: usize, epoch: &str) -> bool {
+        let mut state = self.lock();
+        let Some(start) = end.checked_sub(piece.len()) else {
+            return false;
+        };
+        if state.epoch != epoch || start > state.text.len() {
+            return false;
+        }
+        if end <= state.text.len() {
+            return true;
+        }
+        let Some(fresh) = piece.get(state.text.len() - start..) else {
+            return false;
+        };
+        let fresh = fresh.to_owned();
+        state.text.push_str(&fresh);
+        let _ = self.sender.send(RunEvent::Token {
+            text: fresh,
+            end,
+            epoch: epoch.to_owned(),
+        });
+        true
+    }
+
     /// Sets the text and its version without telling anyone (a resumed run starts from what was persisted).
     pub fn seed_text(&self, text: &str, epoch: &str) {
         let mut state = self.lock();
@@ -246,10 +273,23 @@ impl RunChannel {
     }
 }
 
+/// Told of every channel the executor opens (the relay starts sending a run's tokens when another
+/// instance asked for them before the run started here).
+type OpenObserver = Arc<dyn Fn(Uuid) + Send + Sync>;
+
 /// The channels of the runs this instance executes.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct StreamHub {
     runs: Mutex<HashMap<Uuid, Arc<RunChannel>>>,
+    on_open: Mutex<Option<OpenObserver>>,
+}
+
+impl std::fmt::Debug for StreamHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamHub")
+            .field("runs", &self.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl StreamHub {
@@ -266,10 +306,36 @@ impl StreamHub {
 
     /// The channel of `run`, created when missing (the executor calls this when it starts).
     pub fn open(&self, run: Uuid) -> Arc<RunChannel> {
-        self.lock()
-            .entry(run)
-            .or_insert_with(|| Arc::new(RunChannel::new()))
-            .clone()
+        let (channel, new) = {
+            let mut runs = self.lock();
+            match runs.get(&run) {
+                Some(channel) => (channel.clone(), false),
+                None => {
+                    let channel = Arc::new(RunChannel::new());
+                    runs.insert(run, channel.clone());
+                    (channel, true)
+                }
+            }
+        };
+        if new {
+            let observer = self
+                .on_open
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .clone();
+            if let Some(observer) = observer {
+                observer(run);
+            }
+        }
+        channel
+    }
+
+    /// Calls `observer` with every run whose channel [`Self::open`] creates from now on.
+    pub fn on_open(&self, observer: impl Fn(Uuid) + Send + Sync + 'static) {
+        *self
+            .on_open
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Arc::new(observer));
     }
 
     /// The channel of `run`; when it is new, `init` prepares it before anyone else can see it.
@@ -330,6 +396,40 @@ impl ChannelState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_relayed_token_is_placed_by_its_offset_or_refused() {
+        let channel = StreamHub::new().open(Uuid::now_v7());
+        channel.seed_text("Über", "");
+        let (_, mut receiver) = channel.subscribe();
+        assert!(channel.push_text_at("Über", 5, ""), "already there");
+        assert!(
+            channel.push_text_at("er die", 9, ""),
+            "overlapping: the new part"
+        );
+        assert!(
+            !channel.push_text_at(" Brücke", 20, ""),
+            "text missing before it"
+        );
+        assert!(
+            !channel.push_text_at(" Brücke", 17, "2.1"),
+            "another version"
+        );
+        assert!(
+            !channel.push_text_at("toolong", 3, ""),
+            "an impossible offset"
+        );
+        assert_eq!(channel.text(), "Über die");
+        assert_eq!(
+            receiver.try_recv().expect("one event"),
+            RunEvent::Token {
+                text: " die".into(),
+                end: 9,
+                epoch: String::new()
+            }
+        );
+        assert!(receiver.try_recv().is_err(), "nothing else was sent");
+    }
 
     #[tokio::test]
     async fn a_late_subscriber_gets_the_text_so_far_then_only_what_follows() {

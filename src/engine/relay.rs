@@ -1,24 +1,39 @@
 //! The relay: on PostgreSQL, a subscriber on one instance follows a run executed on another, by push.
 //!
-//! Policy: the database is the bus. Every change of a run that a subscriber sees (the text flushed every
-//! 250 ms, the status, step and progress, the scene, the end) fires a trigger that sends `NOTIFY
-//! chat_run_changed` with the run's id — no statement of the executor's own, a payload far under the 8,000
-//! byte limit, one notification per flush window. An instance with a subscriber for a run it does not
-//! execute keeps a *followed* channel in its hub ([`RunChannel::is_followed`]); on each notification for it,
-//! it reads the run ([`RunExecutor::view`]) and turns the difference into the same events the executing
-//! instance published: more text as tokens (byte offsets and text versions as they are there, so
-//! `Last-Event-ID` stays exact on any instance), a new text version as `reset`, progress, scene, the end.
-//! Reads of one run never overlap and a notification during a read makes one more read, so nothing is
-//! applied out of order. When the listening connection drops, the relay connects again and reads every
-//! followed run (what it missed is in the database). When this instance takes a followed run over (its
-//! holder died), the executor clears the mark and publishes on the same channel: subscribers see `reset`
-//! and the reply written again, never "another server". SQLite has one instance: no relay.
+//! Policy: the database is the bus, on two paths. The *state* path carries everything: every change of a
+//! run that a subscriber sees (the text flushed every 250 ms, the status, step and progress, the scene, the
+//! end) fires a trigger that sends `NOTIFY chat_run_changed` with the run's id — no statement of the
+//! executor's own. An instance with a subscriber for a run it does not execute keeps a *followed* channel in
+//! its hub ([`RunChannel::is_followed`]); on each notification for it, it reads the run
+//! ([`RunExecutor::view`]) and turns the difference into the same events the executing instance published:
+//! more text as tokens (byte offsets and text versions as they are there, so `Last-Event-ID` stays exact on
+//! any instance), a new text version as `reset`, progress, scene, the end. Reads of one run never overlap
+//! and a notification during a read makes one more read, so nothing is applied out of order.
+//!
+//! The *token* path makes the text nearly as quick as on the executing instance, where the state path alone
+//! is up to a flush window late: an instance following a run says so (`NOTIFY chat_run_follow`, the run ids,
+//! again every 5 s while it follows), and the instance executing it then sends the whole text so far and
+//! each token as it comes (`NOTIFY chat_run_tokens`: run, text version, end offset and the text; the tokens
+//! that piled up while one was sent go together, so a busy run costs fewer notifications, each far under the
+//! 8,000-byte limit — a piece too long goes without its text, and the follower reads the database). A
+//! request for a run that has not started here yet (the follower is often quicker than the claim) is kept
+//! for 5 s and served when the executor opens the run's channel. Sending stops 15 s after the last "I
+//! follow", and runs nobody follows cost nothing. A token is placed by its offset
+//! ([`RunChannel::push_text_at`]): one already there is dropped; one after a gap waits while the follower
+//! reads the run, and is placed once that read reaches it. The two paths together never lose or repeat text.
+//!
+//! When the listening connection drops, the relay connects again and reads every followed run (what it
+//! missed is in the database). When this instance takes a followed run over (its holder died), the executor
+//! clears the mark and publishes on the same channel: subscribers see `reset` and the reply written again,
+//! never "another server". SQLite has one instance: no relay.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgListener;
+use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
@@ -28,13 +43,55 @@ use crate::db::Db;
 
 /// The notification channel the trigger on `chat_runs` sends to (migration 20261204000009).
 pub const CHANNEL: &str = "chat_run_changed";
+/// Where a following instance names the runs it follows (comma-separated ids).
+pub const FOLLOW_CHANNEL: &str = "chat_run_follow";
+/// Where the executing instance sends the tokens of followed runs ([`TokenNotice`]).
+pub const TOKENS_CHANNEL: &str = "chat_run_tokens";
+/// How often a follower says again which runs it follows.
+const FOLLOW_RENEWAL: Duration = Duration::from_secs(5);
+/// How long after the last "I follow" the executing instance goes on sending tokens.
+const FOLLOW_LAPSE: Duration = Duration::from_secs(15);
+/// The most text one token notification carries (the payload limit is 8,000 bytes, JSON escapes included).
+const MAX_NOTICE_TEXT: usize = 3_000;
+/// Run ids per follow notification (37 bytes each with the comma).
+const IDS_PER_NOTICE: usize = 150;
+/// How long a follower's request for a run that has not started here is remembered.
+const ASKED_EARLY_FOR: Duration = Duration::from_secs(5);
+/// Tokens kept per followed run while a read of it fills the gap before them.
+const MAX_WAITING_NOTICES: usize = 256;
+
+/// One token notification: `text` ends at byte `end` of text version `epoch` of `run`; without `text` the
+/// piece was too long to send, and the follower reads the run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct TokenNotice {
+    run: Uuid,
+    end: usize,
+    epoch: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    text: Option<String>,
+}
+
+/// A run executing here whose tokens go to followers.
+struct Sending {
+    /// When a follower last said it follows.
+    heard: Instant,
+    /// Send the whole text so far before the next token (a follower was heard, or tokens were missed).
+    whole_text: bool,
+}
 
 /// Follows runs executed elsewhere; see the module documentation.
 pub struct Relay {
     hub: Arc<StreamHub>,
     executor: Arc<dyn RunExecutor>,
+    pool: sqlx::PgPool,
     /// Runs being read now; `true` when another notification came meanwhile (read once more).
     reading: Mutex<HashMap<Uuid, bool>>,
+    /// Runs executing here whose tokens are sent to followers.
+    sending: Mutex<HashMap<Uuid, Sending>>,
+    /// Tokens of followed runs that arrived after a gap, placed once a read of the run fills it.
+    waiting: Mutex<HashMap<Uuid, Vec<TokenNotice>>>,
+    /// Runs a follower asked for before they started here (a follower is often quicker than the claim).
+    asked_early: Mutex<HashMap<Uuid, Instant>>,
 }
 
 impl Relay {
@@ -48,9 +105,31 @@ impl Relay {
         let relay = Arc::new(Self {
             hub,
             executor,
+            pool: pool.clone(),
             reading: Mutex::new(HashMap::new()),
+            sending: Mutex::new(HashMap::new()),
+            waiting: Mutex::new(HashMap::new()),
+            asked_early: Mutex::new(HashMap::new()),
         });
-        let task = tokio::spawn(Arc::clone(&relay).listen(pool.clone()));
+        let weak = Arc::downgrade(&relay);
+        relay.hub.on_open(move |run| {
+            if let Some(relay) = weak.upgrade() {
+                relay.opened(run);
+            }
+        });
+        let listening = tokio::spawn(Arc::clone(&relay).listen(pool.clone()));
+        let renewing = tokio::spawn(Arc::clone(&relay).renew_follows());
+        let task = tokio::spawn(async move {
+            // One handle for both: aborting it stops the listener and the renewals.
+            struct AbortOnDrop(JoinHandle<()>);
+            impl Drop for AbortOnDrop {
+                fn drop(&mut self) {
+                    self.0.abort();
+                }
+            }
+            let _renewing = AbortOnDrop(renewing);
+            let _ = listening.await;
+        });
         Some((relay, task))
     }
 
@@ -62,7 +141,247 @@ impl Relay {
             channel.set_followed(true);
         });
         self.changed(run);
+        self.announce(vec![run]);
         channel
+    }
+
+    /// Tells the instance executing these runs that they are followed here (so it sends their tokens).
+    fn announce(&self, runs: Vec<Uuid>) {
+        if runs.is_empty() {
+            return;
+        }
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            for ids in runs.chunks(IDS_PER_NOTICE) {
+                let payload = ids
+                    .iter()
+                    .map(Uuid::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",");
+                if let Err(err) = notify(&pool, FOLLOW_CHANNEL, &payload).await {
+                    tracing::warn!(error = %err, "cannot announce followed runs");
+                }
+            }
+        });
+    }
+
+    /// Says again, every [`FOLLOW_RENEWAL`], which runs are followed here.
+    async fn renew_follows(self: Arc<Self>) {
+        let mut ticker = tokio::time::interval(FOLLOW_RENEWAL);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            self.announce(self.hub.followed());
+        }
+    }
+
+    /// A follower named `run`: when it executes here, send its tokens (or keep sending them), starting
+    /// with the whole text so far (a new follower may lack what was written before it was heard). A run
+    /// not here yet is remembered for a moment: it may be about to start.
+    fn followed_elsewhere(self: &Arc<Self>, run: Uuid) {
+        let Some(channel) = self.hub.get(run) else {
+            let mut asked = self.asked_early_lock();
+            asked.retain(|_, at| at.elapsed() < ASKED_EARLY_FOR);
+            asked.insert(run, Instant::now());
+            return;
+        };
+        if channel.is_followed() {
+            return;
+        }
+        let already = self
+            .sending_lock()
+            .insert(
+                run,
+                Sending {
+                    heard: Instant::now(),
+                    whole_text: true,
+                },
+            )
+            .is_some();
+        if !already {
+            tokio::spawn(Arc::clone(self).send_tokens(run, channel));
+        }
+    }
+
+    fn asked_early_lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Instant>> {
+        self.asked_early
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The executor opened the channel of `run`: a follower that asked for it a moment ago gets its tokens.
+    fn opened(self: &Arc<Self>, run: Uuid) {
+        let asked = self
+            .asked_early_lock()
+            .remove(&run)
+            .is_some_and(|at| at.elapsed() < ASKED_EARLY_FOR);
+        if asked {
+            self.followed_elsewhere(run);
+        }
+    }
+
+    fn sending_lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Sending>> {
+        self.sending
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Sends the tokens of `run` as they come, until it ends or nobody said "I follow" for [`FOLLOW_LAPSE`].
+    async fn send_tokens(self: Arc<Self>, run: Uuid, channel: Arc<RunChannel>) {
+        let (_, mut receiver) = channel.subscribe();
+        loop {
+            let whole_text = {
+                let mut sending = self.sending_lock();
+                match sending.get_mut(&run) {
+                    Some(entry) if entry.heard.elapsed() <= FOLLOW_LAPSE => {
+                        std::mem::take(&mut entry.whole_text)
+                    }
+                    _ => break,
+                }
+            };
+            if whole_text {
+                let snapshot = channel.snapshot();
+                if snapshot.finished.is_some() {
+                    break;
+                }
+                if !snapshot.text.is_empty() {
+                    let end = snapshot.text.len();
+                    self.send_notice(run, snapshot.text, end, snapshot.epoch)
+                        .await;
+                }
+            }
+            let first = match tokio::time::timeout(FOLLOW_RENEWAL, receiver.recv()).await {
+                Err(_) => continue,
+                Ok(Ok(event)) => event,
+                Ok(Err(broadcast::error::RecvError::Lagged(_))) => {
+                    // Tokens were missed here: send the whole text again.
+                    if let Some(entry) = self.sending_lock().get_mut(&run) {
+                        entry.whole_text = true;
+                    }
+                    continue;
+                }
+                Ok(Err(broadcast::error::RecvError::Closed)) => break,
+            };
+            let RunEvent::Token {
+                mut text,
+                mut end,
+                epoch,
+            } = first
+            else {
+                if first.is_terminal() {
+                    break;
+                }
+                continue;
+            };
+            // What piled up meanwhile goes with it.
+            let mut ended = false;
+            while text.len() < MAX_NOTICE_TEXT {
+                match receiver.try_recv() {
+                    Ok(RunEvent::Token {
+                        text: more,
+                        end: more_end,
+                        epoch: more_epoch,
+                    }) if more_epoch == epoch && more_end.checked_sub(more.len()) == Some(end) => {
+                        text.push_str(&more);
+                        end = more_end;
+                    }
+                    Ok(event) if event.is_terminal() => {
+                        ended = true;
+                        break;
+                    }
+                    // Another version, or a gap: the followers read the run.
+                    Ok(_) | Err(_) => break,
+                }
+            }
+            self.send_notice(run, text, end, epoch).await;
+            if ended {
+                break;
+            }
+        }
+        self.sending_lock().remove(&run);
+    }
+
+    /// One token notification (without its text when the piece is too long: the followers read the run).
+    async fn send_notice(&self, run: Uuid, text: String, end: usize, epoch: String) {
+        let notice = TokenNotice {
+            run,
+            end,
+            epoch,
+            text: (text.len() <= MAX_NOTICE_TEXT).then_some(text),
+        };
+        match serde_json::to_string(&notice) {
+            Ok(payload) => match notify(&self.pool, TOKENS_CHANNEL, &payload).await {
+                Ok(()) => {
+                    metrics::counter!("chat_relay_token_notices_total", "direction" => "sent")
+                        .increment(1)
+                }
+                Err(err) => {
+                    tracing::warn!(run_id = %run, error = %err, "cannot send a run's tokens")
+                }
+            },
+            Err(err) => tracing::warn!(run_id = %run, error = %err, "cannot encode a run's tokens"),
+        }
+    }
+
+    /// Tokens of a run followed here: placed by their offset, or the run is read when they cannot be.
+    fn tokens(self: &Arc<Self>, notice: TokenNotice) {
+        let Some(channel) = self
+            .hub
+            .get(notice.run)
+            .filter(|channel| channel.is_followed())
+        else {
+            return;
+        };
+        metrics::counter!("chat_relay_token_notices_total", "direction" => "received").increment(1);
+        let placed = notice
+            .text
+            .as_deref()
+            .is_some_and(|text| channel.push_text_at(text, notice.end, &notice.epoch));
+        if !placed {
+            if notice.text.is_some() {
+                let mut waiting = self.waiting_lock();
+                let queue = waiting.entry(notice.run).or_default();
+                if queue.len() >= MAX_WAITING_NOTICES {
+                    queue.remove(0);
+                }
+                queue.push(notice.clone());
+            }
+            self.changed(notice.run);
+        }
+    }
+
+    fn waiting_lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Vec<TokenNotice>>> {
+        self.waiting
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Places the tokens that waited for `channel`'s text to reach them; keeps those still after a gap.
+    fn place_waiting(&self, run: Uuid, channel: &RunChannel) {
+        let mut waiting = self.waiting_lock();
+        let Some(queue) = waiting.get_mut(&run) else {
+            return;
+        };
+        queue.sort_by_key(|notice| notice.end);
+        let snapshot = channel.snapshot();
+        let mut length = snapshot.text.len();
+        queue.retain(|notice| {
+            let Some(text) = &notice.text else {
+                return false;
+            };
+            if notice.epoch != snapshot.epoch || notice.end <= length {
+                return false;
+            }
+            if channel.push_text_at(text, notice.end, &notice.epoch) {
+                length = notice.end;
+                false
+            } else {
+                true
+            }
+        });
+        if queue.is_empty() {
+            waiting.remove(&run);
+        }
     }
 
     /// A notification (or a reconnection) says `run` may have changed: read it unless a read is running,
@@ -118,9 +437,11 @@ impl Relay {
         };
         // The executor may have taken the run over while this read was on its way.
         if !channel.is_followed() {
+            self.waiting_lock().remove(&run);
             return;
         }
         let Some(view) = view else {
+            self.waiting_lock().remove(&run);
             channel.publish(RunEvent::Error {
                 code: "cancelled".into(),
                 message: "The conversation was cleared.".into(),
@@ -131,9 +452,36 @@ impl Relay {
             return;
         };
         channel.catch_up_to(&view);
+        if view.terminal.is_some() {
+            self.waiting_lock().remove(&run);
+        } else {
+            self.place_waiting(run, &channel);
+        }
         if let Some(terminal) = view.terminal {
             channel.publish(terminal);
             self.hub.close(run);
+        }
+    }
+
+    /// One notification, by its channel.
+    fn received(self: &Arc<Self>, notification: &sqlx::postgres::PgNotification) {
+        let payload = notification.payload();
+        match notification.channel() {
+            CHANNEL => {
+                if let Ok(run) = Uuid::parse_str(payload) {
+                    self.changed(run);
+                }
+            }
+            FOLLOW_CHANNEL => {
+                for run in payload.split(',').filter_map(|id| Uuid::parse_str(id).ok()) {
+                    self.followed_elsewhere(run);
+                }
+            }
+            TOKENS_CHANNEL => match serde_json::from_str::<TokenNotice>(payload) {
+                Ok(notice) => self.tokens(notice),
+                Err(err) => tracing::warn!(error = %err, "an unreadable token notification"),
+            },
+            _ => {}
         }
     }
 
@@ -150,7 +498,10 @@ impl Relay {
                     continue;
                 }
             };
-            if let Err(err) = listener.listen(CHANNEL).await {
+            if let Err(err) = listener
+                .listen_all([CHANNEL, FOLLOW_CHANNEL, TOKENS_CHANNEL])
+                .await
+            {
                 tracing::warn!(error = %err, "cannot listen for run changes; retrying");
                 tokio::time::sleep(backoff).await;
                 continue;
@@ -162,11 +513,7 @@ impl Relay {
             }
             loop {
                 match listener.try_recv().await {
-                    Ok(Some(notification)) => {
-                        if let Ok(run) = Uuid::parse_str(notification.payload()) {
-                            self.changed(run);
-                        }
-                    }
+                    Ok(Some(notification)) => self.received(&notification),
                     Ok(None) => {
                         tracing::warn!(
                             "the run relay's listener lost its connection; reconnecting"
@@ -181,6 +528,16 @@ impl Relay {
             }
         }
     }
+}
+
+/// `NOTIFY channel, payload` (through the pool: any connection will do).
+async fn notify(pool: &sqlx::PgPool, channel: &str, payload: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(channel)
+        .bind(payload)
+        .execute(pool)
+        .await
+        .map(|_| ())
 }
 
 #[cfg(test)]

@@ -397,6 +397,19 @@ mod postgres {
         // And a finished run replays the same on either instance.
         assert_eq!(text_of(&read_all(&alice, &url).await), stored);
         assert_eq!(text_of(&read_all(&on_b, &url).await), stored);
+        // a pushed the tokens to b as they came (not only the text flushed every 250 ms).
+        let notices = |server: &ServerProcess, direction: &str| {
+            let url = server.url("/metrics");
+            let name = format!("chat_relay_token_notices_total{{direction=\"{direction}\"}}");
+            async move {
+                counter(
+                    &reqwest::get(url).await.unwrap().text().await.unwrap(),
+                    &name,
+                )
+            }
+        };
+        assert!(notices(&a, "sent").await >= 1.0, "a sent tokens");
+        assert!(notices(&b, "received").await >= 1.0, "b received them");
     }
 
     #[tokio::test]
