@@ -45,7 +45,7 @@ use crate::db::Db;
 pub const CHANNEL: &str = "chat_run_changed";
 /// Where a following instance names the runs it follows (comma-separated ids).
 pub const FOLLOW_CHANNEL: &str = "chat_run_follow";
-/// Where the executing instance sends the tokens of followed runs ([`TokenNotice`]).
+/// Where the executing instance sends the tokens of followed runs (a `TokenNotice` as JSON).
 pub const TOKENS_CHANNEL: &str = "chat_run_tokens";
 /// How often a follower says again which runs it follows.
 const FOLLOW_RENEWAL: Duration = Duration::from_secs(5);
