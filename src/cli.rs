@@ -116,8 +116,14 @@ pub fn check_config(
     match config {
         Ok(config) => {
             let _ = writeln!(out, "configuration is valid");
-            for (name, value) in config.summary() {
-                let _ = writeln!(out, "  {name:<28} {value}");
+            let summary = config.summary();
+            let width = summary
+                .iter()
+                .map(|(name, _)| name.len())
+                .max()
+                .unwrap_or(0);
+            for (name, value) in summary {
+                let _ = writeln!(out, "  {name:<width$} {value}");
             }
             for warning in config.warnings() {
                 let _ = writeln!(out, "warning: {warning}");
