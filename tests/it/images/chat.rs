@@ -381,10 +381,15 @@ async fn a_regenerated_reply_gets_a_new_picture(backend: Backend) {
         StatusCode::NOT_FOUND,
         "the replaced reply's picture went with it"
     );
-    assert_eq!(
-        app.stored_files().await.len(),
-        2,
-        "only the new picture and thumbnail"
+    // The replaced files are deleted right after the `done` (the reader does not wait for them).
+    let only_new = crate::support::wait_until(std::time::Duration::from_secs(10), || async {
+        app.stored_files().await.len() == 2
+    })
+    .await;
+    assert!(
+        only_new,
+        "only the new picture and thumbnail: {:?}",
+        app.stored_files().await
     );
 }
 
