@@ -51,8 +51,10 @@ pub const TOKENS_CHANNEL: &str = "chat_run_tokens";
 const FOLLOW_RENEWAL: Duration = Duration::from_secs(5);
 /// How long after the last "I follow" the executing instance goes on sending tokens.
 const FOLLOW_LAPSE: Duration = Duration::from_secs(15);
-/// The most text one token notification carries (the payload limit is 8,000 bytes, JSON escapes included).
+/// The most text one token notification carries.
 const MAX_NOTICE_TEXT: usize = 3_000;
+/// PostgreSQL refuses payloads of 8,000 bytes and more.
+const MAX_PAYLOAD: usize = 7_900;
 /// Run ids per follow notification (37 bytes each with the comma).
 const IDS_PER_NOTICE: usize = 150;
 /// How long a follower's request for a run that has not started here is remembered.
@@ -117,18 +119,10 @@ impl Relay {
                 relay.opened(run);
             }
         });
-        let listening = tokio::spawn(Arc::clone(&relay).listen(pool.clone()));
-        let renewing = tokio::spawn(Arc::clone(&relay).renew_follows());
+        // One task for both loops: aborting it stops the listener and the renewals.
+        let (listening, renewing, pool) = (Arc::clone(&relay), Arc::clone(&relay), pool.clone());
         let task = tokio::spawn(async move {
-            // One handle for both: aborting it stops the listener and the renewals.
-            struct AbortOnDrop(JoinHandle<()>);
-            impl Drop for AbortOnDrop {
-                fn drop(&mut self) {
-                    self.0.abort();
-                }
-            }
-            let _renewing = AbortOnDrop(renewing);
-            let _ = listening.await;
+            tokio::join!(listening.listen(pool), renewing.renew_follows());
         });
         Some((relay, task))
     }
@@ -303,23 +297,22 @@ impl Relay {
 
     /// One token notification (without its text when the piece is too long: the followers read the run).
     async fn send_notice(&self, run: Uuid, text: String, end: usize, epoch: String) {
-        let notice = TokenNotice {
+        let mut notice = TokenNotice {
             run,
             end,
             epoch,
             text: (text.len() <= MAX_NOTICE_TEXT).then_some(text),
         };
-        match serde_json::to_string(&notice) {
-            Ok(payload) => match notify(&self.pool, TOKENS_CHANNEL, &payload).await {
-                Ok(()) => {
-                    metrics::counter!("chat_relay_token_notices_total", "direction" => "sent")
-                        .increment(1)
-                }
-                Err(err) => {
-                    tracing::warn!(run_id = %run, error = %err, "cannot send a run's tokens")
-                }
-            },
-            Err(err) => tracing::warn!(run_id = %run, error = %err, "cannot encode a run's tokens"),
+        let mut payload = serde_json::to_string(&notice).unwrap_or_default();
+        // Escapes can make a short text long: past the limit, the notice goes without it.
+        if payload.len() > MAX_PAYLOAD || payload.is_empty() {
+            notice.text = None;
+            payload = serde_json::to_string(&notice).unwrap_or_default();
+        }
+        match notify(&self.pool, TOKENS_CHANNEL, &payload).await {
+            Ok(()) => metrics::counter!("chat_relay_token_notices_total", "direction" => "sent")
+                .increment(1),
+            Err(err) => tracing::warn!(run_id = %run, error = %err, "cannot send a run's tokens"),
         }
     }
 
