@@ -6,7 +6,7 @@ use super::{conversation, send, setup};
 use crate::on_both_backends;
 use crate::support::Backend;
 use crate::support::fake_llm::{Analysed, FakeLlm, Streamed, gate, pieces};
-use crate::support::sse::{last, read, read_all, text_of};
+use crate::support::sse::{last, last_token_id, read, read_all, text_of};
 
 async fn a_rate_limited_provider_is_retried_and_the_reply_completes(backend: Backend) {
     let llm = FakeLlm::start().await;
@@ -100,13 +100,7 @@ async fn an_offset_from_before_a_restarted_reply_gets_the_new_text_whole(backend
     let (_, started) = send(&alice, &companion, "story?").await;
     let url = started["stream_url"].as_str().unwrap().to_owned();
     let first = read(&alice, &url, None, |events| text_of(events) == "Once upon").await;
-    let offset = first
-        .iter()
-        .rev()
-        .find(|e| e.event == "token")
-        .unwrap()
-        .id
-        .clone();
+    let offset = last_token_id(&first);
     assert_eq!(offset, "9");
     hold.add_permits(1);
     // Reconnecting with the old offset: the text was restarted, so it comes whole after a reset.

@@ -5,7 +5,7 @@ use reqwest::Method;
 use super::{conversation, send, setup};
 use crate::on_both_backends;
 use crate::support::fake_llm::{FakeLlm, Streamed, gate, pieces};
-use crate::support::sse::{last, read, read_all, text_of};
+use crate::support::sse::{last, last_token_id, read, read_all, text_of};
 use crate::support::{Backend, TestApp, test_config, wait_until};
 
 async fn a_dropped_connection_resumes_exactly_where_it_stopped(backend: Backend) {
@@ -25,13 +25,7 @@ async fn a_dropped_connection_resumes_exactly_where_it_stopped(backend: Backend)
         events.iter().filter(|e| e.event == "token").count() >= 2
     })
     .await;
-    let offset = first
-        .iter()
-        .rev()
-        .find(|e| e.event == "token")
-        .unwrap()
-        .id
-        .clone();
+    let offset = last_token_id(&first);
     hold.add_permits(1);
     let rest = read(&alice, &url, Some(&offset), |_| false).await;
     assert!(

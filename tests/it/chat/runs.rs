@@ -7,7 +7,7 @@ use super::{conversation, send, setup};
 use crate::on_both_backends;
 use crate::support::Backend;
 use crate::support::fake_llm::{FakeLlm, Streamed, gate, pieces};
-use crate::support::sse::{last, read, read_all, text_of};
+use crate::support::sse::{last, last_token_id, read, read_all, text_of};
 
 async fn a_run_streams_the_reply_updates_the_state_and_stores_it_once(backend: Backend) {
     let llm = FakeLlm::start().await;
@@ -42,12 +42,7 @@ async fn a_run_streams_the_reply_updates_the_state_and_stores_it_once(backend: B
     })
     .await;
     hold.add_permits(1);
-    let seen = events
-        .iter()
-        .rev()
-        .find(|e| e.event == "token")
-        .map(|e| e.id.clone())
-        .expect("the first token");
+    let seen = last_token_id(&events);
     events.extend(read(&alice, &stream_url, Some(&seen), |_| false).await);
     assert_eq!(text_of(&events), "Hello, wörld!");
     let tokens: Vec<_> = events.iter().filter(|e| e.event == "token").collect();

@@ -13,7 +13,7 @@ use tokio::sync::Semaphore;
 use crate::chat::{conversation, send};
 use crate::support::fake_llm::{FakeLlm, Streamed, gate, pieces};
 use crate::support::process::ServerProcess;
-use crate::support::sse::{SseEvent, last, read, read_all, text_of};
+use crate::support::sse::{SseEvent, last, last_token_id, read, read_all, text_of};
 use crate::support::visitor::{PASSWORD, Visitor};
 use crate::support::{Backend, TestDatabase, counter, require_postgres, wait_until};
 
@@ -360,13 +360,7 @@ mod postgres {
         let on_b = alice.on(b.url(""));
         let first = read(&on_b, &url, None, |events| text_of(events) == "Über die").await;
         assert_never_told_elsewhere(&first);
-        let offset = first
-            .iter()
-            .rev()
-            .find(|e| e.event == "token")
-            .unwrap()
-            .id
-            .clone();
+        let offset = last_token_id(&first);
         let cut_at = Instant::now();
         // The listening connections drop (a restarted PostgreSQL, a proxy's idle cut): b listens again and
         // catches up from the database, nothing lost or repeated.

@@ -12,7 +12,7 @@ use crate::chat::send;
 use crate::support::fake_llm::{FakeLlm, Streamed, gate, pieces};
 use crate::support::nginx::Nginx;
 use crate::support::process::ServerProcess;
-use crate::support::sse::{last, read, text_of};
+use crate::support::sse::{last, last_token_id, read, text_of};
 use crate::support::visitor::Visitor;
 use crate::support::{Backend, TestDatabase, require_postgres};
 
@@ -91,13 +91,7 @@ mod postgres {
         // event as the instance sends them.
         let first = read(&alice, &url, None, |events| text_of(events) == "Über die").await;
         assert_eq!(text_of(&first), "Über die");
-        let offset = first
-            .iter()
-            .rev()
-            .find(|e| e.event == "token")
-            .expect("a token")
-            .id
-            .clone();
+        let offset = last_token_id(&first);
 
         // The client reconnects with its last id; nginx sends it to the next instance in the rotation. The
         // model goes on once the reconnected stream has begun.

@@ -31,6 +31,24 @@ pub enum Backend {
     Postgres,
 }
 
+/// The `sqlite` and `postgres` tests of `super::$name`, inside the module the caller opens.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! database_variants {
+    ($name:ident) => {
+        #[tokio::test]
+        async fn sqlite() {
+            super::$name($crate::support::Backend::Sqlite).await;
+        }
+
+        #[tokio::test]
+        async fn postgres() {
+            $crate::support::require_postgres();
+            super::$name($crate::support::Backend::Postgres).await;
+        }
+    };
+}
+
 /// Generates `<test>::sqlite` and `<test>::postgres` for each `async fn <test>(backend: Backend)`.
 ///
 /// The PostgreSQL variant needs `TEST_DATABASE_URL` and fails without it. Plain `cargo nextest run` leaves
@@ -40,16 +58,7 @@ macro_rules! on_both_backends {
     ($($name:ident),+ $(,)?) => {
         $(
             mod $name {
-                #[tokio::test]
-                async fn sqlite() {
-                    super::$name($crate::support::Backend::Sqlite).await;
-                }
-
-                #[tokio::test]
-                async fn postgres() {
-                    $crate::support::require_postgres();
-                    super::$name($crate::support::Backend::Postgres).await;
-                }
+                $crate::database_variants!($name);
             }
         )+
     };
@@ -62,16 +71,7 @@ macro_rules! on_every_store {
     ($($name:ident),+ $(,)?) => {
         $(
             mod $name {
-                #[tokio::test]
-                async fn sqlite() {
-                    super::$name($crate::support::Backend::Sqlite).await;
-                }
-
-                #[tokio::test]
-                async fn postgres() {
-                    $crate::support::require_postgres();
-                    super::$name($crate::support::Backend::Postgres).await;
-                }
+                $crate::database_variants!($name);
 
                 #[tokio::test]
                 async fn s3() {

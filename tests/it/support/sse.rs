@@ -90,3 +90,8 @@ pub fn text_of(events: &[SseEvent]) -> String {
 pub fn last<'a>(events: &'a [SseEvent], name: &str) -> Option<&'a SseEvent> {
     events.iter().rev().find(|e| e.event == name)
 }
+
+/// The id of the last `token` event: what a browser reconnects with (`Last-Event-ID`).
+pub fn last_token_id(events: &[SseEvent]) -> String {
+    last(events, "token").expect("a token event").id.clone()
+}
