@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Scenario (f) of docs/performance.md: two instances of the release build on one fresh PostgreSQL database;
 # loadgen sends on the first and reads every reply's stream from the second (MODE=cross) or from the first
-# (MODE=same, the comparison). Prints loadgen's report and both instances' CPU time.
+# (MODE=same, the comparison). Prints loadgen's report and both instances' CPU time. With REDIS_URL the
+# instances send tokens by Redis Streams (under a key prefix of this run's own) instead of PostgreSQL.
 #   cargo build --release --bins && CHATS=100 DURATION=15 MODE=cross loadgen/two-instances.sh
+#   REDIS_URL=redis://127.0.0.1:6379 CHATS=100 loadgen/two-instances.sh
 set -euo pipefail
 bin="${CARGO_TARGET_DIR:-target}/release"
 pg="${PG_URL:-postgres://postgres@127.0.0.1:5432}"
@@ -26,6 +28,7 @@ start() { # name port
     INSTANCE_NAME="$1" LLM_BASE_URL="http://$provider/v1" LLM_MODEL=loadgen LOG_LEVEL=warn LOG_FORMAT=json \
     RATE_LIMIT_LOGIN=off RATE_LIMIT_LOGIN_IP=off RATE_LIMIT_REGISTER=off RATE_LIMIT_CHAT=off \
     RATE_LIMIT_IMAGE=off RATE_LIMIT_COMPANION_CREATE=off RATE_LIMIT_SETTINGS=off \
+    ${REDIS_URL:+REDIS_URL="$REDIS_URL" REDIS_KEY_PREFIX="$database"} \
     "$bin/companion-hub" serve >"$folder/$1.log" 2>&1 &
   pids+=($!)
 }

@@ -27,6 +27,7 @@ use crate::chat::runner::ChatExecutor;
 use crate::config::Config;
 use crate::db::migrate::{self, MigrationError};
 use crate::db::{ConnectError, Db, InstanceLock, Timestamp};
+use crate::engine::bus::RedisBus;
 use crate::engine::instances::{self, Instance};
 use crate::engine::{LocalEngine, Relay, RunExecutor, StreamHub};
 use crate::error::AppError;
@@ -197,7 +198,15 @@ impl App {
             registry.clone(),
         );
         let executor: Arc<dyn RunExecutor> = Arc::new(executor);
-        let (relay, relay_task) = match Relay::start(&self.db, hub.clone(), executor.clone()) {
+        let redis = match &self.config.redis {
+            Some(redis) => Some(
+                RedisBus::new(redis.url.expose(), &redis.key_prefix, &instance)
+                    .map_err(|err| std::io::Error::other(format!("REDIS_URL: {err}")))?,
+            ),
+            None => None,
+        };
+        let (relay, relay_task) = match Relay::start(&self.db, hub.clone(), executor.clone(), redis)
+        {
             Some((relay, task)) => (Some(relay), Some(task)),
             None => (None, None),
         };
@@ -332,6 +341,14 @@ impl App {
                 STORAGE_CACHE_TTL,
             ),
             workflow_engine: Check::live(config.workflow_engine.name(), Arc::new(InProcessProbe)),
+            relay_bus: match relay.as_ref().and_then(|relay| relay.redis()) {
+                Some(redis) => Check::cached(
+                    "redis",
+                    Arc::new(RedisProbe(redis.clone())),
+                    STORAGE_CACHE_TTL,
+                ),
+                None => Check::not_configured(),
+            },
             llm,
             image_backend,
         };
@@ -369,6 +386,16 @@ struct StorageProbe(MediaStorage);
 impl Probe for StorageProbe {
     fn check(&self) -> futures_util::future::BoxFuture<'_, Result<(), String>> {
         Box::pin(async move { self.0.probe().await.map_err(|err| format!("{err:#}")) })
+    }
+}
+
+/// Checks the Redis bus of the token path with one round trip (`PING`). Cached like the storage check:
+/// the health endpoint answers anyone.
+struct RedisProbe(RedisBus);
+
+impl Probe for RedisProbe {
+    fn check(&self) -> futures_util::future::BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move { self.0.ping().await.map_err(|err| err.to_string()) })
     }
 }
 

@@ -15,10 +15,12 @@ use super::providers::{
     load_style,
 };
 pub use super::reader::{ConfigProblem, ConfigProblems};
-use super::reader::{Reader, check_database_url, parse_http_url, storage_from_url};
+use super::reader::{
+    Reader, check_database_url, check_redis_url, parse_http_url, storage_from_url,
+};
 use super::{
-    AuthConfig, CleanupConfig, Config, ImageSettings, LogFormat, RateLimits, S3Storage, Secret,
-    StorageConfig, WorkflowEngineConfig,
+    AuthConfig, CleanupConfig, Config, ImageSettings, LogFormat, RateLimits, RedisConfig,
+    S3Storage, Secret, StorageConfig, WorkflowEngineConfig,
 };
 
 pub(super) fn load(vars: HashMap<String, String>) -> Result<Config, ConfigProblems> {
@@ -189,6 +191,8 @@ pub(super) fn load(vars: HashMap<String, String>) -> Result<Config, ConfigProble
         );
     }
 
+    let redis = load_redis(&mut r, &database_url);
+
     if !r.problems.is_empty() {
         return Err(ConfigProblems(r.problems));
     }
@@ -214,6 +218,41 @@ pub(super) fn load(vars: HashMap<String, String>) -> Result<Config, ConfigProble
         run_deadline,
         instance_timeout,
         instance_name,
+        redis,
+    })
+}
+
+/// `REDIS_URL` and `REDIS_KEY_PREFIX`: the Redis Streams bus between instances (engine::bus).
+fn load_redis(r: &mut Reader, database_url: &str) -> Option<RedisConfig> {
+    let raw = r.get("REDIS_URL")?;
+    let key_prefix = r
+        .get("REDIS_KEY_PREFIX")
+        .unwrap_or_else(|| "companion-hub".to_owned());
+    if key_prefix.is_empty()
+        || key_prefix.len() > 100
+        || !key_prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
+    {
+        r.problem(
+            "REDIS_KEY_PREFIX",
+            "must be 1 to 100 letters, digits or - _ . : (like companion-hub)",
+        );
+    }
+    if let Err(message) = check_redis_url(&raw) {
+        r.problem("REDIS_URL", message);
+        return None;
+    }
+    if database_url.starts_with("sqlite:") {
+        r.problem(
+            "REDIS_URL",
+            "needs DATABASE_URL on PostgreSQL: one instance on SQLite has no other instance to send tokens to",
+        );
+        return None;
+    }
+    Some(RedisConfig {
+        url: Secret::new(raw),
+        key_prefix,
     })
 }
 
@@ -374,6 +413,49 @@ mod tests {
         assert!(parse_rate_limit("5").is_err());
         assert!(parse_rate_limit("5/0s").is_err());
         assert!(parse_rate_limit("5/90d").is_err());
+    }
+
+    #[test]
+    fn redis_is_for_postgres_deployments_and_its_url_never_shows_its_password() {
+        let postgres = ("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/hub");
+        let config = load_pairs(&[postgres, ("REDIS_URL", "redis://:hunter22@cache:6379/2")])
+            .expect("a Redis bus on PostgreSQL");
+        let redis = config.redis.as_ref().expect("the bus");
+        assert_eq!(redis.key_prefix, "companion-hub");
+        let shown = config
+            .summary()
+            .into_iter()
+            .find(|(name, _)| *name == "REDIS_URL")
+            .expect("REDIS_URL row")
+            .1;
+        assert!(!shown.contains("hunter22"), "password shown: {shown}");
+        assert!(load_pairs(&[postgres]).expect("no bus").redis.is_none());
+
+        let problem = |pairs: &[(&str, &str)]| {
+            load_pairs(pairs)
+                .expect_err("refused")
+                .0
+                .into_iter()
+                .map(|p| format!("{}: {}", p.variable, p.message))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        let on_sqlite = problem(&[("REDIS_URL", "redis://127.0.0.1:6379")]);
+        assert!(
+            on_sqlite.contains("needs DATABASE_URL on PostgreSQL"),
+            "{on_sqlite}"
+        );
+        let tls = problem(&[postgres, ("REDIS_URL", "rediss://:hunter22@cache:6380")]);
+        assert!(tls.contains("rediss:// (TLS) is not supported"), "{tls}");
+        assert!(!tls.contains("hunter22"), "password shown: {tls}");
+        let scheme = problem(&[postgres, ("REDIS_URL", "http://cache:6379")]);
+        assert!(scheme.contains("must start with redis://"), "{scheme}");
+        let prefix = problem(&[
+            postgres,
+            ("REDIS_URL", "redis://cache"),
+            ("REDIS_KEY_PREFIX", "two words"),
+        ]);
+        assert!(prefix.starts_with("REDIS_KEY_PREFIX: "), "{prefix}");
     }
 
     #[test]

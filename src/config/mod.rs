@@ -65,6 +65,19 @@ pub struct Config {
     pub instance_timeout: Duration,
     /// The name this instance keeps across restarts (`INSTANCE_NAME`; default host:port).
     pub instance_name: Option<String>,
+    /// The Redis Streams bus for tokens between instances (`REDIS_URL`, PostgreSQL only); `None`: the
+    /// token path goes through PostgreSQL's notifications.
+    pub redis: Option<RedisConfig>,
+}
+
+/// Where the Redis Streams bus lives.
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// `redis://[user:password@]host[:port][/db]`; may hold a password.
+    pub url: Secret,
+    /// Every key this deployment writes starts with it (`REDIS_KEY_PREFIX`), so deployments can share a
+    /// server.
+    pub key_prefix: String,
 }
 
 /// How log lines are written.
@@ -549,6 +562,13 @@ impl Config {
             (self.cleanup.grace.as_secs() / 60).to_string(),
         ));
         rows.push(("RUN_DEADLINE_SECS", self.run_deadline.as_secs().to_string()));
+        match &self.redis {
+            Some(redis) => rows.extend([
+                ("REDIS_URL", redact_url(redis.url.expose())),
+                ("REDIS_KEY_PREFIX", redis.key_prefix.clone()),
+            ]),
+            None => rows.push(("REDIS_URL", "(unset: tokens go by PostgreSQL)".to_owned())),
+        }
         rows
     }
 }

@@ -188,6 +188,24 @@ pub(super) fn check_database_url(raw: &str) -> Result<(), String> {
     }
 }
 
+/// A `redis://` URL the Redis client accepts (this build speaks plain TCP to Redis, as to PostgreSQL).
+pub(super) fn check_redis_url(raw: &str) -> Result<(), String> {
+    let shown = super::redact_url(raw);
+    if raw.starts_with("rediss://") {
+        return Err(format!(
+            "rediss:// (TLS) is not supported by this build; use redis:// on a private network, got {shown}"
+        ));
+    }
+    if !raw.starts_with("redis://") {
+        return Err(format!(
+            "must start with redis://, like redis://127.0.0.1:6379/0, got {shown}"
+        ));
+    }
+    redis::Client::open(raw)
+        .map(|_| ())
+        .map_err(|err| format!("is not a valid Redis URL ({err}): {shown}"))
+}
+
 pub(super) fn storage_from_url(raw: &str, data_dir: &Path) -> Result<StorageConfig, String> {
     if let Some(path) = raw.strip_prefix("file://") {
         if path.is_empty() {

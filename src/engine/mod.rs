@@ -6,8 +6,10 @@
 //! are pushed to subscribers through the [`hub::StreamHub`], never by polling the database; the hub keeps the
 //! reply text so a late or reconnecting subscriber catches up from memory without gaps or repeats. The
 //! [`instances`] registry says which processes are alive, so a run held by a dead one is taken over at once;
-//! on PostgreSQL the [`relay`] lets a subscriber on any instance follow a run executed on another, by push.
+//! on PostgreSQL the [`relay`] lets a subscriber on any instance follow a run executed on another, by push
+//! (its tokens by PostgreSQL's notifications or, with `REDIS_URL`, the Redis Streams [`bus`]).
 
+pub mod bus;
 pub mod hub;
 pub mod instances;
 pub mod local;

@@ -22,6 +22,10 @@
 //! ([`RunChannel::push_text_at`]): one already there is dropped; one after a gap waits while the follower
 //! reads the run, and is placed once that read reaches it. The two paths together never lose or repeat text.
 //!
+//! The token path's messages go by PostgreSQL (`NOTIFY chat_run_follow` and `chat_run_tokens`) or, with
+//! `REDIS_URL`, by Redis Streams ([`super::bus`]): the same messages, each token notice to the following
+//! instances only, resumed by stream id after a dropped connection.
+//!
 //! When the listening connection drops, the relay connects again and reads every followed run (what it
 //! missed is in the database). When this instance takes a followed run over (its holder died), the executor
 //! clears the mark and publishes on the same channel: subscribers see `reset` and the reply written again,
@@ -37,6 +41,7 @@ use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+use super::bus::{Delivery, ReadPosition, RedisBus};
 use super::hub::{RunChannel, RunEvent, StreamHub};
 use super::local::RunExecutor;
 use crate::db::Db;
@@ -73,10 +78,14 @@ struct TokenNotice {
     text: Option<String>,
 }
 
+/// Who hears a token notice sent by PostgreSQL: every instance.
+const EVERY_INSTANCE: &str = "";
+
 /// A run executing here whose tokens go to followers.
 struct Sending {
-    /// When a follower last said it follows.
-    heard: Instant,
+    /// The following instances, and when each last said it follows (on PostgreSQL one entry,
+    /// [`EVERY_INSTANCE`]: a notification reaches them all).
+    followers: HashMap<String, Instant>,
     /// Send the whole text so far before the next token (a follower was heard, or tokens were missed).
     whole_text: bool,
 }
@@ -86,28 +95,34 @@ pub struct Relay {
     hub: Arc<StreamHub>,
     executor: Arc<dyn RunExecutor>,
     pool: sqlx::PgPool,
+    /// The token path's bus when `REDIS_URL` is set; PostgreSQL's notifications otherwise.
+    redis: Option<RedisBus>,
     /// Runs being read now; `true` when another notification came meanwhile (read once more).
     reading: Mutex<HashMap<Uuid, bool>>,
     /// Runs executing here whose tokens are sent to followers.
     sending: Mutex<HashMap<Uuid, Sending>>,
     /// Tokens of followed runs that arrived after a gap, placed once a read of the run fills it.
     waiting: Mutex<HashMap<Uuid, Vec<TokenNotice>>>,
-    /// Runs a follower asked for before they started here (a follower is often quicker than the claim).
-    asked_early: Mutex<HashMap<Uuid, Instant>>,
+    /// Runs a follower asked for before they started here (a follower is often quicker than the claim),
+    /// with when and who asked.
+    asked_early: Mutex<HashMap<Uuid, (Instant, String)>>,
 }
 
 impl Relay {
-    /// The relay of `db` (PostgreSQL; `None` on SQLite) and the task that listens for it.
+    /// The relay of `db` (PostgreSQL; `None` on SQLite) and the task that listens for it; the token path
+    /// goes by `redis` when given.
     pub fn start(
         db: &Db,
         hub: Arc<StreamHub>,
         executor: Arc<dyn RunExecutor>,
+        redis: Option<RedisBus>,
     ) -> Option<(Arc<Self>, JoinHandle<()>)> {
         let Db::Postgres(pool) = db else { return None };
         let relay = Arc::new(Self {
             hub,
             executor,
             pool: pool.clone(),
+            redis,
             reading: Mutex::new(HashMap::new()),
             sending: Mutex::new(HashMap::new()),
             waiting: Mutex::new(HashMap::new()),
@@ -119,12 +134,23 @@ impl Relay {
                 relay.opened(run);
             }
         });
-        // One task for both loops: aborting it stops the listener and the renewals.
-        let (listening, renewing, pool) = (Arc::clone(&relay), Arc::clone(&relay), pool.clone());
+        // One task for every loop: aborting it stops the listeners and the renewals.
+        let (listening, renewing, reading) =
+            (Arc::clone(&relay), Arc::clone(&relay), Arc::clone(&relay));
+        let pool = pool.clone();
         let task = tokio::spawn(async move {
-            tokio::join!(listening.listen(pool), renewing.renew_follows());
+            tokio::join!(
+                listening.listen(pool),
+                renewing.renew_follows(),
+                reading.read_redis()
+            );
         });
         Some((relay, task))
+    }
+
+    /// The Redis bus of the token path, when there is one.
+    pub fn redis(&self) -> Option<&RedisBus> {
+        self.redis.as_ref()
     }
 
     /// Follows `run` here: its channel, prepared by `seed` (the text and progress the caller just read) when
@@ -144,15 +170,23 @@ impl Relay {
         if runs.is_empty() {
             return;
         }
-        let pool = self.pool.clone();
+        let (pool, redis) = (self.pool.clone(), self.redis.clone());
         tokio::spawn(async move {
             for ids in runs.chunks(IDS_PER_NOTICE) {
-                let payload = ids
-                    .iter()
-                    .map(Uuid::to_string)
-                    .collect::<Vec<_>>()
-                    .join(",");
-                if let Err(err) = notify(&pool, FOLLOW_CHANNEL, &payload).await {
+                let announced = match &redis {
+                    Some(redis) => redis.announce(ids).await.map_err(|err| err.to_string()),
+                    None => {
+                        let payload = ids
+                            .iter()
+                            .map(Uuid::to_string)
+                            .collect::<Vec<_>>()
+                            .join(",");
+                        notify(&pool, FOLLOW_CHANNEL, &payload)
+                            .await
+                            .map_err(|err| err.to_string())
+                    }
+                };
+                if let Err(err) = announced {
                     tracing::warn!(error = %err, "cannot announce followed runs");
                 }
             }
@@ -169,35 +203,42 @@ impl Relay {
         }
     }
 
-    /// A follower named `run`: when it executes here, send its tokens (or keep sending them), starting
-    /// with the whole text so far (a new follower may lack what was written before it was heard). A run
-    /// not here yet is remembered for a moment: it may be about to start.
-    fn followed_elsewhere(self: &Arc<Self>, run: Uuid) {
+    /// Instance `from` follows `run`: when it executes here, send its tokens (or keep sending them),
+    /// starting with the whole text so far (a new follower may lack what was written before it was
+    /// heard). A run not here yet is remembered for a moment: it may be about to start.
+    fn followed_elsewhere(self: &Arc<Self>, run: Uuid, from: &str) {
         let Some(channel) = self.hub.get(run) else {
             let mut asked = self.asked_early_lock();
-            asked.retain(|_, at| at.elapsed() < ASKED_EARLY_FOR);
-            asked.insert(run, Instant::now());
+            asked.retain(|_, (at, _)| at.elapsed() < ASKED_EARLY_FOR);
+            asked.insert(run, (Instant::now(), from.to_owned()));
             return;
         };
         if channel.is_followed() {
             return;
         }
-        let already = self
-            .sending_lock()
-            .insert(
-                run,
-                Sending {
-                    heard: Instant::now(),
-                    whole_text: true,
-                },
-            )
-            .is_some();
-        if !already {
+        let started = {
+            let mut sending = self.sending_lock();
+            let entry = sending.entry(run).or_insert_with(|| Sending {
+                followers: HashMap::new(),
+                whole_text: true,
+            });
+            let started = entry.followers.is_empty();
+            if entry
+                .followers
+                .insert(from.to_owned(), Instant::now())
+                .is_none()
+            {
+                // A new follower gets the whole text first.
+                entry.whole_text = true;
+            }
+            started
+        };
+        if started {
             tokio::spawn(Arc::clone(self).send_tokens(run, channel));
         }
     }
 
-    fn asked_early_lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Instant>> {
+    fn asked_early_lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, (Instant, String)>> {
         self.asked_early
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -208,9 +249,9 @@ impl Relay {
         let asked = self
             .asked_early_lock()
             .remove(&run)
-            .is_some_and(|at| at.elapsed() < ASKED_EARLY_FOR);
-        if asked {
-            self.followed_elsewhere(run);
+            .filter(|(at, _)| at.elapsed() < ASKED_EARLY_FOR);
+        if let Some((_, from)) = asked {
+            self.followed_elsewhere(run, &from);
         }
     }
 
@@ -224,14 +265,20 @@ impl Relay {
     async fn send_tokens(self: Arc<Self>, run: Uuid, channel: Arc<RunChannel>) {
         let (_, mut receiver) = channel.subscribe();
         loop {
-            let whole_text = {
+            let (whole_text, followers) = {
                 let mut sending = self.sending_lock();
-                match sending.get_mut(&run) {
-                    Some(entry) if entry.heard.elapsed() <= FOLLOW_LAPSE => {
-                        std::mem::take(&mut entry.whole_text)
-                    }
-                    _ => break,
+                let Some(entry) = sending.get_mut(&run) else {
+                    break;
+                };
+                entry
+                    .followers
+                    .retain(|_, heard| heard.elapsed() <= FOLLOW_LAPSE);
+                if entry.followers.is_empty() {
+                    sending.remove(&run);
+                    return;
                 }
+                let followers: Vec<String> = entry.followers.keys().cloned().collect();
+                (std::mem::take(&mut entry.whole_text), followers)
             };
             if whole_text {
                 let snapshot = channel.snapshot();
@@ -240,7 +287,7 @@ impl Relay {
                 }
                 if !snapshot.text.is_empty() {
                     let end = snapshot.text.len();
-                    self.send_notice(run, snapshot.text, end, snapshot.epoch)
+                    self.send_notice(run, &followers, snapshot.text, end, snapshot.epoch)
                         .await;
                 }
             }
@@ -287,7 +334,7 @@ impl Relay {
                     Ok(_) | Err(_) => break,
                 }
             }
-            self.send_notice(run, text, end, epoch).await;
+            self.send_notice(run, &followers, text, end, epoch).await;
             if ended {
                 break;
             }
@@ -295,8 +342,16 @@ impl Relay {
         self.sending_lock().remove(&run);
     }
 
-    /// One token notification (without its text when the piece is too long: the followers read the run).
-    async fn send_notice(&self, run: Uuid, text: String, end: usize, epoch: String) {
+    /// One token notification to `followers` (without its text when the piece is too long: the followers
+    /// read the run).
+    async fn send_notice(
+        &self,
+        run: Uuid,
+        followers: &[String],
+        text: String,
+        end: usize,
+        epoch: String,
+    ) {
         let mut notice = TokenNotice {
             run,
             end,
@@ -309,10 +364,32 @@ impl Relay {
             notice.text = None;
             payload = serde_json::to_string(&notice).unwrap_or_default();
         }
-        match notify(&self.pool, TOKENS_CHANNEL, &payload).await {
-            Ok(()) => metrics::counter!("chat_relay_token_notices_total", "direction" => "sent")
-                .increment(1),
+        let sent = match &self.redis {
+            Some(redis) => redis
+                .send_tokens(followers, &payload)
+                .await
+                .map_err(|err| err.to_string()),
+            None => notify(&self.pool, TOKENS_CHANNEL, &payload)
+                .await
+                .map_err(|err| err.to_string()),
+        };
+        match sent {
+            Ok(()) => metrics::counter!(
+                "chat_relay_token_notices_total",
+                "direction" => "sent",
+                "bus" => self.bus_name()
+            )
+            .increment(1),
             Err(err) => tracing::warn!(run_id = %run, error = %err, "cannot send a run's tokens"),
+        }
+    }
+
+    /// Which bus carries the token path, as the metrics name it.
+    fn bus_name(&self) -> &'static str {
+        if self.redis.is_some() {
+            "redis"
+        } else {
+            "postgres"
         }
     }
 
@@ -325,7 +402,12 @@ impl Relay {
         else {
             return;
         };
-        metrics::counter!("chat_relay_token_notices_total", "direction" => "received").increment(1);
+        metrics::counter!(
+            "chat_relay_token_notices_total",
+            "direction" => "received",
+            "bus" => self.bus_name()
+        )
+        .increment(1);
         let placed = notice
             .text
             .as_deref()
@@ -467,14 +549,68 @@ impl Relay {
             }
             FOLLOW_CHANNEL => {
                 for run in payload.split(',').filter_map(|id| Uuid::parse_str(id).ok()) {
-                    self.followed_elsewhere(run);
+                    self.followed_elsewhere(run, EVERY_INSTANCE);
                 }
             }
-            TOKENS_CHANNEL => match serde_json::from_str::<TokenNotice>(payload) {
-                Ok(notice) => self.tokens(notice),
-                Err(err) => tracing::warn!(error = %err, "an unreadable token notification"),
-            },
+            TOKENS_CHANNEL => self.token_notice(payload),
             _ => {}
+        }
+    }
+
+    fn token_notice(self: &Arc<Self>, payload: &str) {
+        match serde_json::from_str::<TokenNotice>(payload) {
+            Ok(notice) => self.tokens(notice),
+            Err(err) => tracing::warn!(error = %err, "an unreadable token notification"),
+        }
+    }
+
+    /// Reads the Redis streams of the token path (when there is a Redis bus) for as long as the process
+    /// runs; after a dropped connection, reads on from the last entry read and reads every followed run.
+    async fn read_redis(self: Arc<Self>) {
+        let Some(redis) = self.redis.clone() else {
+            return;
+        };
+        let mut position: Option<ReadPosition> = None;
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let (mut connection, mut at) = match redis.reader(position.clone()).await {
+                Ok(reader) => reader,
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot connect the run relay's Redis reader; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+            backoff = Duration::from_millis(100);
+            if position.is_some() {
+                // What the stream no longer holds (trimmed while this reader was away) is in the database.
+                for run in self.hub.followed() {
+                    self.changed(run);
+                }
+            }
+            loop {
+                match redis.read(&mut connection, &mut at).await {
+                    Ok(deliveries) => {
+                        for delivery in deliveries {
+                            match delivery {
+                                Delivery::Follow { from, runs } => {
+                                    for run in runs {
+                                        self.followed_elsewhere(run, &from);
+                                    }
+                                }
+                                Delivery::Tokens(notice) => self.token_notice(&notice),
+                            }
+                        }
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "the run relay's Redis reader failed; reconnecting");
+                        position = Some(at);
+                        tokio::time::sleep(backoff).await;
+                        break;
+                    }
+                }
+            }
         }
     }
 
@@ -491,10 +627,13 @@ impl Relay {
                     continue;
                 }
             };
-            if let Err(err) = listener
-                .listen_all([CHANNEL, FOLLOW_CHANNEL, TOKENS_CHANNEL])
-                .await
-            {
+            // With a Redis bus the token path goes there; the run's state always comes by PostgreSQL.
+            let channels: &[&str] = if self.redis.is_some() {
+                &[CHANNEL]
+            } else {
+                &[CHANNEL, FOLLOW_CHANNEL, TOKENS_CHANNEL]
+            };
+            if let Err(err) = listener.listen_all(channels.iter().copied()).await {
                 tracing::warn!(error = %err, "cannot listen for run changes; retrying");
                 tokio::time::sleep(backoff).await;
                 continue;

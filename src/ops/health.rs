@@ -177,6 +177,8 @@ pub struct HealthChecks {
     pub storage: Check,
     /// The engine running chat runs.
     pub workflow_engine: Check,
+    /// The Redis Streams bus between instances (`REDIS_URL`), when there is one.
+    pub relay_bus: Check,
     /// The language model endpoint.
     pub llm: Check,
     /// The image generation backend.

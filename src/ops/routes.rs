@@ -153,16 +153,24 @@ async fn readiness_problem(db: &Db) -> Option<NotReady> {
 /// `GET /api/health`: every dependency's status; 200 when all configured ones are healthy, else 503.
 pub async fn get_health(State(state): State<AppState>) -> Response {
     let checks = &state.health;
-    let (database, storage, workflow_engine, llm, image_backend) = tokio::join!(
+    let (database, storage, workflow_engine, relay_bus, llm, image_backend) = tokio::join!(
         checks.database.run(),
         checks.storage.run(),
         checks.workflow_engine.run(),
+        checks.relay_bus.run(),
         checks.llm.run(),
         checks.image_backend.run(),
     );
-    let healthy = [&database, &storage, &workflow_engine, &llm, &image_backend]
-        .iter()
-        .all(|check| check.status != CheckStatus::Unhealthy);
+    let healthy = [
+        &database,
+        &storage,
+        &workflow_engine,
+        &relay_bus,
+        &llm,
+        &image_backend,
+    ]
+    .iter()
+    .all(|check| check.status != CheckStatus::Unhealthy);
     let body = json!({
         "status": if healthy { "healthy" } else { "degraded" },
         "timestamp": OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default(),
@@ -171,6 +179,7 @@ pub async fn get_health(State(state): State<AppState>) -> Response {
             "database": database,
             "storage": storage,
             "workflow_engine": workflow_engine,
+            "relay_bus": relay_bus,
             "llm": llm,
             "image_backend": image_backend,
         },

@@ -74,6 +74,7 @@ async fn health_reports_each_dependency(backend: Backend) {
     assert_eq!(checks["workflow_engine"]["status"], "healthy");
     assert_eq!(checks["llm"]["status"], "not_configured");
     assert_eq!(checks["image_backend"]["status"], "not_configured");
+    assert_eq!(checks["relay_bus"]["status"], "not_configured");
 }
 
 async fn a_lost_database_makes_the_instance_unready_and_unhealthy(backend: Backend) {

@@ -1,7 +1,8 @@
 //! Instances as real processes of our binary: a crashed instance's reply is taken over at once (by its own
 //! restart on SQLite, by another instance on PostgreSQL), one process serves a SQLite file, and two instances
-//! sending for one companion at once start one run, and sessions, locks and limits are the same on every
-//! instance.
+//! sending for one companion at once start one run, sessions, locks and limits are the same on every
+//! instance, and a reply streams on an instance other than the one writing it (its tokens by PostgreSQL or
+//! by Redis Streams).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -13,9 +14,24 @@ use tokio::sync::Semaphore;
 use crate::chat::{conversation, send};
 use crate::support::fake_llm::{FakeLlm, Streamed, gate, pieces};
 use crate::support::process::ServerProcess;
+use crate::support::redis::{kill_readers, require_redis, unique_prefix};
 use crate::support::sse::{SseEvent, last, last_token_id, read, read_all, text_of};
 use crate::support::visitor::{PASSWORD, Visitor};
 use crate::support::{Backend, TestDatabase, counter, require_postgres, wait_until};
+
+/// `chat_relay_token_notices_total` of `server` for one direction (sent, received) and bus.
+async fn token_notices(server: &ServerProcess, direction: &str, bus: &str) -> f64 {
+    let metrics = reqwest::get(server.url("/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    counter(
+        &metrics,
+        &format!("chat_relay_token_notices_total{{direction=\"{direction}\",bus=\"{bus}\"}}"),
+    )
+}
 
 /// What every process of a test needs: its database, the shared data folder, the fake model, `extra`.
 fn vars(
@@ -325,42 +341,9 @@ mod postgres {
         let llm = FakeLlm::start().await;
         let dir = tempfile::tempdir().expect("temp dir");
         let database = TestDatabase::create(Backend::Postgres, dir.path()).await;
-        let a = ServerProcess::start(
-            dir.path(),
-            &vars(
-                &database.url,
-                dir.path(),
-                &llm,
-                &[("INSTANCE_NAME", "web-a")],
-            ),
-        );
-        let b = ServerProcess::start(
-            dir.path(),
-            &vars(
-                &database.url,
-                dir.path(),
-                &llm,
-                &[("INSTANCE_NAME", "web-b")],
-            ),
-        );
-        let (alice, companion) = alice_with_companion(&a).await;
-        let hold = gate();
-        llm.stream(Streamed::Paused {
-            // A trailing space is held back until more text follows (the exact-text rule), so the client shows
-            // "Über die" while the model waits.
-            before: pieces(&["Über", " die "]),
-            gate: hold.clone(),
-            after: pieces(&["Brücke", " gehen", " wir."]),
-        });
-        let (status, started) = send(&alice, &companion, "Wohin?").await;
-        assert!(status.is_success(), "{status}: {started}");
-        let url = started["stream_url"].as_str().unwrap().to_owned();
-
+        let (a, b, alice, companion) = two_instances(&llm, dir.path(), &database, &[]).await;
         // Sent on a, read on b: b pushes what a writes (no polling), then the client hangs up.
-        let on_b = alice.on(b.url(""));
-        let first = read(&on_b, &url, None, |events| text_of(events) == "Über die").await;
-        assert_never_told_elsewhere(&first);
-        let offset = last_token_id(&first);
+        let (url, offset, hold) = sent_on_a_shown_on_b(&llm, &alice, &companion, &b).await;
         let cut_at = Instant::now();
         // The listening connections drop (a restarted PostgreSQL, a proxy's idle cut): b listens again and
         // catches up from the database, nothing lost or repeated.
@@ -375,7 +358,73 @@ mod postgres {
         assert!(!cut.is_empty(), "the instances listen");
         hold.add_permits(1);
         // It reconnects to b with its last id: the rest, byte for byte, no reset.
-        let rest = read(&on_b, &url, Some(&offset), |_| false).await;
+        let stored = rest_on_b(&alice, &b, &url, &offset).await;
+        eprintln!(
+            "the rest reached b {:?} after its listener was cut",
+            cut_at.elapsed()
+        );
+        // And a finished run replays the same on either instance.
+        assert_eq!(text_of(&read_all(&alice, &url).await), stored);
+        assert_eq!(text_of(&read_all(&alice.on(b.url("")), &url).await), stored);
+        // a pushed the tokens to b as they came (not only the text flushed every 250 ms).
+        assert!(
+            token_notices(&a, "sent", "postgres").await >= 1.0,
+            "a sent tokens"
+        );
+        assert!(
+            token_notices(&b, "received", "postgres").await >= 1.0,
+            "b received them"
+        );
+    }
+
+    /// Two instances on one PostgreSQL database with `extra` settings, and Alice with a companion on a.
+    async fn two_instances(
+        llm: &FakeLlm,
+        dir: &Path,
+        database: &TestDatabase,
+        extra: &[(&str, &str)],
+    ) -> (ServerProcess, ServerProcess, Visitor, String) {
+        let start = |name: &str| {
+            let mut settings = extra.to_vec();
+            settings.push(("INSTANCE_NAME", name));
+            ServerProcess::start(dir, &vars(&database.url, dir, llm, &settings))
+        };
+        let (a, b) = (start("web-a"), start("web-b"));
+        let (alice, companion) = alice_with_companion(&a).await;
+        (a, b, alice, companion)
+    }
+
+    /// Sends on a while the model holds its reply after "Über die"; reads on b until the client shows it.
+    /// The stream URL, the id of the last event seen, and the gate.
+    async fn sent_on_a_shown_on_b(
+        llm: &FakeLlm,
+        alice: &Visitor,
+        companion: &str,
+        b: &ServerProcess,
+    ) -> (String, String, Arc<Semaphore>) {
+        let hold = gate();
+        llm.stream(Streamed::Paused {
+            // A trailing space is held back until more text follows (the exact-text rule), so the client
+            // shows "Über die" while the model waits.
+            before: pieces(&["Über", " die "]),
+            gate: hold.clone(),
+            after: pieces(&["Brücke", " gehen", " wir."]),
+        });
+        let (status, started) = send(alice, companion, "Wohin?").await;
+        assert!(status.is_success(), "{status}: {started}");
+        let url = started["stream_url"].as_str().unwrap().to_owned();
+        let first = read(&alice.on(b.url("")), &url, None, |events| {
+            text_of(events) == "Über die"
+        })
+        .await;
+        assert_never_told_elsewhere(&first);
+        assert_eq!(text_of(&first), "Über die");
+        (url, last_token_id(&first), hold)
+    }
+
+    /// The rest of the reply on b from `offset`: byte for byte, no reset; the stored reply.
+    async fn rest_on_b(alice: &Visitor, b: &ServerProcess, url: &str, offset: &str) -> String {
+        let rest = read(&alice.on(b.url("")), url, Some(offset), |_| false).await;
         assert_never_told_elsewhere(&rest);
         assert!(rest.iter().all(|e| e.event != "reset"), "{rest:?}");
         let stored = last(&rest, "done").expect("the end reaches b").data["content"]
@@ -383,27 +432,83 @@ mod postgres {
             .unwrap()
             .to_owned();
         assert_eq!(stored, "Über die Brücke gehen wir.");
-        assert_eq!(format!("{}{}", text_of(&first), text_of(&rest)), stored);
-        eprintln!(
-            "the rest reached b {:?} after its listener was cut",
-            cut_at.elapsed()
+        assert_eq!(format!("Über die{}", text_of(&rest)), stored);
+        stored
+    }
+
+    #[tokio::test]
+    async fn with_redis_the_tokens_go_by_redis_streams_and_a_dropped_reader_loses_nothing() {
+        require_postgres();
+        let redis_url = require_redis();
+        let prefix = unique_prefix();
+        let llm = FakeLlm::start().await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let database = TestDatabase::create(Backend::Postgres, dir.path()).await;
+        let bus = [
+            ("REDIS_URL", redis_url.as_str()),
+            ("REDIS_KEY_PREFIX", &prefix),
+        ];
+        let (a, b, alice, companion) = two_instances(&llm, dir.path(), &database, &bus).await;
+        let (url, offset, hold) = sent_on_a_shown_on_b(&llm, &alice, &companion, &b).await;
+        let health: serde_json::Value = reqwest::get(b.url("/api/health"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(health["checks"]["relay_bus"]["status"], "healthy");
+        assert_eq!(health["checks"]["relay_bus"]["kind"], "redis");
+
+        // Both instances' readers lose their connections (a restarted Redis, an idle cut) mid-reply.
+        assert_eq!(
+            kill_readers(&redis_url, &prefix).await,
+            2,
+            "a's and b's readers"
         );
-        // And a finished run replays the same on either instance.
+        hold.add_permits(1);
+        let stored = rest_on_b(&alice, &b, &url, &offset).await;
         assert_eq!(text_of(&read_all(&alice, &url).await), stored);
-        assert_eq!(text_of(&read_all(&on_b, &url).await), stored);
-        // a pushed the tokens to b as they came (not only the text flushed every 250 ms).
-        let notices = |server: &ServerProcess, direction: &str| {
-            let url = server.url("/metrics");
-            let name = format!("chat_relay_token_notices_total{{direction=\"{direction}\"}}");
-            async move {
-                counter(
-                    &reqwest::get(url).await.unwrap().text().await.unwrap(),
-                    &name,
-                )
-            }
-        };
-        assert!(notices(&a, "sent").await >= 1.0, "a sent tokens");
-        assert!(notices(&b, "received").await >= 1.0, "b received them");
+        assert!(
+            token_notices(&a, "sent", "redis").await >= 1.0,
+            "a sent tokens by Redis"
+        );
+        assert!(
+            token_notices(&b, "received", "redis").await >= 1.0,
+            "b received them"
+        );
+        assert_eq!(
+            token_notices(&a, "sent", "postgres").await,
+            0.0,
+            "nothing went by PostgreSQL's notifications"
+        );
+    }
+
+    #[tokio::test]
+    async fn with_redis_down_replies_still_reach_the_other_instance_and_health_says_why() {
+        require_postgres();
+        let llm = FakeLlm::start().await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let database = TestDatabase::create(Backend::Postgres, dir.path()).await;
+        let nobody = format!(
+            "redis://127.0.0.1:{}",
+            crate::support::nginx::Nginx::free_port()
+        );
+        let bus = [("REDIS_URL", nobody.as_str())];
+        let (_a, b, alice, companion) = two_instances(&llm, dir.path(), &database, &bus).await;
+        let (url, offset, hold) = sent_on_a_shown_on_b(&llm, &alice, &companion, &b).await;
+        hold.add_permits(1);
+        // The run's state (its text flushed every 250 ms, its end) comes by PostgreSQL.
+        rest_on_b(&alice, &b, &url, &offset).await;
+        let answer = reqwest::get(b.url("/api/health")).await.unwrap();
+        assert_eq!(answer.status(), 503);
+        let health: serde_json::Value = answer.json().await.unwrap();
+        assert_eq!(health["checks"]["relay_bus"]["status"], "unhealthy");
+        let ready = reqwest::get(b.url("/api/ready")).await.unwrap();
+        assert_eq!(
+            ready.status(),
+            200,
+            "a slower relay is no reason to take b out"
+        );
     }
 
     #[tokio::test]

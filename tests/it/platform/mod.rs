@@ -9,3 +9,4 @@ mod instances;
 mod load_balancer;
 mod logging;
 mod metrics;
+mod relay_bus;

@@ -8,6 +8,7 @@ pub mod images;
 pub mod nginx;
 pub mod process;
 pub mod raw_llm;
+pub mod redis;
 pub mod s3;
 pub mod sse;
 pub mod visitor;
