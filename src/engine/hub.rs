@@ -231,9 +231,24 @@ impl RunChannel {
         let _ = self.sender.send(event);
     }
 
+    /// Publishes a progress event unless it is the latest one already (a relayed change may repeat it).
+    pub fn publish_progress(&self, event: RunEvent) {
+        let mut state = self.lock();
+        if state.progress.as_ref() == Some(&event) {
+            return;
+        }
+        state.progress = Some(event.clone());
+        let _ = self.sender.send(event);
+    }
+
     /// The text so far.
     pub fn text(&self) -> String {
         self.lock().text.clone()
+    }
+
+    /// How long the text so far is, in bytes.
+    pub fn text_len(&self) -> usize {
+        self.lock().text.len()
     }
 
     /// Publishes the difference between what the channel holds and `view` (the run as read from the

@@ -8,7 +8,10 @@
 //! ([`RunExecutor::view`]) and turns the difference into the same events the executing instance published:
 //! more text as tokens (byte offsets and text versions as they are there, so `Last-Event-ID` stays exact on
 //! any instance), a new text version as `reset`, progress, scene, the end. Reads of one run never overlap
-//! and a notification during a read makes one more read, so nothing is applied out of order.
+//! and a notification during a read makes one more read, so nothing is applied out of order. A change of a
+//! run in progress that needs no read (a flush of the text, a new step or progress) comes as a
+//! [`ChangeNotice`] with the text's length and the progress: when the token path already brought that much
+//! text and no read is on its way, the follower publishes the progress and reads nothing.
 //!
 //! The *token* path makes the text nearly as quick as on the executing instance, where the state path alone
 //! is up to a flush window late: an instance following a run says so (`NOTIFY chat_run_follow`, the run ids,
@@ -66,6 +69,17 @@ const IDS_PER_NOTICE: usize = 150;
 const ASKED_EARLY_FOR: Duration = Duration::from_secs(5);
 /// Tokens kept per followed run while a read of it fills the gap before them.
 const MAX_WAITING_NOTICES: usize = 256;
+
+/// A change of a run in progress that a follower can apply without a read (migration 20261204000010): the
+/// length of its text and its progress. Any other change comes as the bare run id.
+#[derive(Debug, Deserialize)]
+struct ChangeNotice {
+    run: Uuid,
+    text_bytes: usize,
+    status: String,
+    step: String,
+    progress: i32,
+}
 
 /// One token notification: `text` ends at byte `end` of text version `epoch` of `run`; without `text` the
 /// piece was too long to send, and the follower reads the run.
@@ -459,6 +473,30 @@ impl Relay {
         }
     }
 
+    /// A run in progress changed its text or progress: when the tokens already brought that much text
+    /// here and no read is on its way (which might be about to change the text version), the progress is
+    /// published as it is; else the run is read ([`Relay::changed`]).
+    fn changed_in_progress(self: &Arc<Self>, notice: ChangeNotice) {
+        let Some(channel) = self
+            .hub
+            .get(notice.run)
+            .filter(|channel| channel.is_followed())
+        else {
+            return;
+        };
+        let reading = self.lock().contains_key(&notice.run);
+        if text_already_here(notice.text_bytes, channel.text_len(), reading) {
+            metrics::counter!("chat_relay_reads_total", "outcome" => "skipped").increment(1);
+            channel.publish_progress(RunEvent::Progress {
+                status: notice.status,
+                step: notice.step,
+                progress: u8::try_from(notice.progress.clamp(0, 100)).unwrap_or(0),
+            });
+        } else {
+            self.changed(notice.run);
+        }
+    }
+
     /// A notification (or a reconnection) says `run` may have changed: read it unless a read is running,
     /// in which case that read goes once more.
     fn changed(self: &Arc<Self>, run: Uuid) {
@@ -503,6 +541,7 @@ impl Relay {
         let Some(channel) = self.hub.get(run).filter(|channel| channel.is_followed()) else {
             return;
         };
+        metrics::counter!("chat_relay_reads_total", "outcome" => "read").increment(1);
         let view = match self.executor.view(run).await {
             Ok(view) => view,
             Err(err) => {
@@ -545,6 +584,11 @@ impl Relay {
             CHANNEL => {
                 if let Ok(run) = Uuid::parse_str(payload) {
                     self.changed(run);
+                } else {
+                    match serde_json::from_str::<ChangeNotice>(payload) {
+                        Ok(notice) => self.changed_in_progress(notice),
+                        Err(err) => tracing::warn!(error = %err, "an unreadable run change"),
+                    }
                 }
             }
             FOLLOW_CHANNEL => {
@@ -662,6 +706,12 @@ impl Relay {
     }
 }
 
+/// Whether a change of a run whose text is `text_bytes` long needs no read: the channel already holds
+/// `held` bytes of the same version (a new version comes as a bare run id) and no read is on its way.
+fn text_already_here(text_bytes: usize, held: usize, reading: bool) -> bool {
+    held >= text_bytes && !reading
+}
+
 /// `NOTIFY channel, payload` (through the pool: any connection will do).
 async fn notify(pool: &sqlx::PgPool, channel: &str, payload: &str) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT pg_notify($1, $2)")
@@ -693,6 +743,35 @@ mod tests {
 
     fn events(receiver: &mut tokio::sync::broadcast::Receiver<RunEvent>) -> Vec<RunEvent> {
         std::iter::from_fn(|| receiver.try_recv().ok()).collect()
+    }
+
+    #[test]
+    fn a_change_in_progress_is_read_only_when_the_tokens_have_not_brought_the_text_or_a_read_is_on_its_way()
+     {
+        assert!(text_already_here(12, 12, false), "the tokens brought it");
+        assert!(text_already_here(12, 15, false), "and more since");
+        assert!(!text_already_here(12, 11, false), "text is missing");
+        assert!(
+            !text_already_here(12, 12, true),
+            "a read on its way may bring a new version"
+        );
+    }
+
+    #[test]
+    fn a_change_notice_reads_as_the_trigger_writes_it() {
+        let run = Uuid::now_v7();
+        let notice: ChangeNotice = serde_json::from_str(&format!(
+            r#"{{"run" : "{run}", "text_bytes" : 13, "status" : "responding", "step" : "Writing…", "progress" : 15}}"#
+        ))
+        .expect("the trigger's JSON");
+        assert_eq!(
+            (notice.run, notice.text_bytes, notice.progress),
+            (run, 13, 15)
+        );
+        assert_eq!(
+            (notice.status.as_str(), notice.step.as_str()),
+            ("responding", "Writing…")
+        );
     }
 
     #[test]

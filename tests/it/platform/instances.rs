@@ -6,7 +6,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tokio::sync::Semaphore;
@@ -434,6 +434,78 @@ mod postgres {
         assert_eq!(stored, "Über die Brücke gehen wir.");
         assert_eq!(format!("Über die{}", text_of(&rest)), stored);
         stored
+    }
+
+    #[tokio::test]
+    async fn a_change_in_progress_says_what_changed_and_the_end_names_only_the_run() {
+        require_postgres();
+        let llm = FakeLlm::start().await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let database = TestDatabase::create(Backend::Postgres, dir.path()).await;
+        let a = ServerProcess::start(dir.path(), &vars(&database.url, dir.path(), &llm, &[]));
+        let (alice, companion) = alice_with_companion(&a).await;
+        let mut listener = sqlx::postgres::PgListener::connect(&database.url)
+            .await
+            .expect("listen");
+        listener.listen("chat_run_changed").await.expect("LISTEN");
+        let (first, second) = (gate(), gate());
+        llm.stream(Streamed::Staged {
+            stages: vec![
+                pieces(&["half", " a"]),
+                pieces(&[" longer"]),
+                pieces(&[" reply"]),
+            ],
+            gates: vec![first.clone(), second.clone()],
+        });
+        let (status, started) = send(&alice, &companion, "Tell me a story").await;
+        assert!(status.is_success(), "{status}: {started}");
+        let url = started["stream_url"]
+            .as_str()
+            .expect("stream_url")
+            .to_owned();
+        let run = url
+            .rsplit('/')
+            .next()
+            .expect("the run id in the stream URL");
+        let mut heard: Vec<String> = Vec::new();
+        let mut hear_until = async |wanted: &dyn Fn(&str) -> bool, what: &str| {
+            loop {
+                let notification = tokio::time::timeout(Duration::from_secs(10), listener.recv())
+                    .await
+                    .unwrap_or_else(|_| panic!("never heard {what}; heard {heard:?}"))
+                    .expect("a notification");
+                heard.push(notification.payload().to_owned());
+                if wanted(notification.payload()) {
+                    break;
+                }
+            }
+        };
+        let in_progress = |payload: &str, text: &str| {
+            serde_json::from_str::<serde_json::Value>(payload).is_ok_and(|notice| {
+                notice["run"] == run
+                    && notice["text_bytes"] == text.len()
+                    && notice["status"] == "responding"
+                    && notice["step"].is_string()
+                    && notice["progress"].is_number()
+            })
+        };
+        // Each flush of the text says how long it is, with the status, step and progress: a follower
+        // whose tokens brought that much needs no read.
+        hear_until(&|payload| in_progress(payload, "half a"), "the first flush").await;
+        first.add_permits(1);
+        hear_until(
+            &|payload| in_progress(payload, "half a longer"),
+            "the second flush",
+        )
+        .await;
+        second.add_permits(1);
+        let done = read(&alice, &url, None, |_| false).await;
+        assert_eq!(
+            last(&done, "done").expect("the end").data["content"],
+            "half a longer reply"
+        );
+        // The end names the run alone: a follower reads it.
+        hear_until(&|payload| payload == run, "the end").await;
     }
 
     #[tokio::test]

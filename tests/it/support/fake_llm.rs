@@ -30,6 +30,12 @@ pub enum Streamed {
         gate: Arc<Semaphore>,
         after: Vec<String>,
     },
+    /// Send the first stage; before each further stage wait until its gate (the one before it in `gates`)
+    /// gets a permit; then `[DONE]`. `stages` has one more entry than `gates`.
+    Staged {
+        stages: Vec<Vec<String>>,
+        gates: Vec<Arc<Semaphore>>,
+    },
     /// Send these pieces, then break the connection.
     CutAfter(Vec<String>),
     /// Send these pieces, then end the body properly (chunked terminator) with no `finish_reason` and no
@@ -219,6 +225,28 @@ async fn completions(
         } => {
             let stream = async_stream(before, gate, after);
             sse(Body::from_stream(stream))
+        }
+        Streamed::Staged { stages, gates } => {
+            let waits = std::iter::once(None).chain(gates.into_iter().map(Some));
+            let staged = futures_util::StreamExt::then(
+                futures_util::stream::iter(stages.into_iter().zip(waits)),
+                |(stage, wait)| async move {
+                    if let Some(gate) = wait
+                        && let Ok(permit) = gate.acquire().await
+                    {
+                        permit.forget();
+                    }
+                    let mut bytes = Vec::new();
+                    for piece in stage {
+                        bytes.extend_from_slice(&chunk(&piece));
+                    }
+                    Ok::<_, Infallible>(Bytes::from(bytes))
+                },
+            );
+            let end = futures_util::stream::once(async { Ok(done()) });
+            sse(Body::from_stream(futures_util::StreamExt::chain(
+                staged, end,
+            )))
         }
         Streamed::CutAfter(tokens) => {
             let pieces = tokens
