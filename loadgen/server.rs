@@ -50,6 +50,10 @@ pub async fn spawn(
         .stdout(Stdio::from(log.try_clone()?))
         .stderr(Stdio::from(log))
         .kill_on_drop(true);
+    // The replies written at once, as the harness was told (`MAX_ACTIVE_REPLIES=300 loadgen …`).
+    if let Some(max) = std::env::var_os("MAX_ACTIVE_REPLIES") {
+        command.env("MAX_ACTIVE_REPLIES", max);
+    }
     for limit in [
         "LOGIN",
         "LOGIN_IP",

@@ -196,7 +196,8 @@ impl App {
             imaging.clone(),
             hub.clone(),
             registry.clone(),
-        );
+        )
+        .with_reply_slots(self.config.max_active_replies);
         let executor: Arc<dyn RunExecutor> = Arc::new(executor);
         let redis = match &self.config.redis {
             Some(redis) => Some(

@@ -179,6 +179,11 @@ pub(super) fn load(vars: HashMap<String, String>) -> Result<Config, ConfigProble
     let run_deadline =
         Duration::from_secs(u64::from(r.integer("RUN_DEADLINE_SECS", 300, 10, 3600)));
 
+    let max_active_replies = match r.integer("MAX_ACTIVE_REPLIES", 0, 0, 100_000) {
+        0 => None,
+        max => Some(max as usize),
+    };
+
     let instance_timeout =
         Duration::from_secs(u64::from(r.integer("INSTANCE_TIMEOUT_SECS", 10, 3, 600)));
     let instance_name = r.get("INSTANCE_NAME").map(|name| name.trim().to_owned());
@@ -216,6 +221,7 @@ pub(super) fn load(vars: HashMap<String, String>) -> Result<Config, ConfigProble
         workflow_engine,
         cleanup,
         run_deadline,
+        max_active_replies,
         instance_timeout,
         instance_name,
         redis,

@@ -61,6 +61,9 @@ pub struct Config {
     pub cleanup: CleanupConfig,
     /// Every chat run reaches a terminal state within this time.
     pub run_deadline: Duration,
+    /// At most this many replies are written (streamed and analysed) at once on this instance
+    /// (`MAX_ACTIVE_REPLIES`; `None`: no limit); the others wait for a slot, within their deadline.
+    pub max_active_replies: Option<usize>,
     /// An instance whose heartbeat is older than this is dead: its runs are taken over.
     pub instance_timeout: Duration,
     /// The name this instance keeps across restarts (`INSTANCE_NAME`; default host:port).
@@ -562,6 +565,11 @@ impl Config {
             (self.cleanup.grace.as_secs() / 60).to_string(),
         ));
         rows.push(("RUN_DEADLINE_SECS", self.run_deadline.as_secs().to_string()));
+        rows.push((
+            "MAX_ACTIVE_REPLIES",
+            self.max_active_replies
+                .map_or("0 (no limit)".to_owned(), |max| max.to_string()),
+        ));
         match &self.redis {
             Some(redis) => rows.extend([
                 ("REDIS_URL", redact_url(redis.url.expose())),

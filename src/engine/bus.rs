@@ -1,6 +1,6 @@
 //! The token path's transport between instances: PostgreSQL notifications, or Redis Streams.
 //!
-//! Policy: the relay ([`super::relay`]) decides what goes where — which runs are followed, which tokens
+//! Policy: the relay (`engine::relay`) decides what goes where — which runs are followed, which tokens
 //! are sent, how a follower places them; the bus only carries two kinds of message. A *follow* says "the
 //! instance `from` follows these runs"; a *token notice* carries a piece of a run's text to the instances
 //! following it. Without `REDIS_URL` both go through PostgreSQL (`NOTIFY`, every instance hears every

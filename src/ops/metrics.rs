@@ -76,6 +76,15 @@ fn describe() {
         "chat_active_streams",
         "Open chat event streams on this instance"
     );
+    metrics::describe_gauge!(
+        "chat_replies_waiting",
+        "Replies waiting for a slot (MAX_ACTIVE_REPLIES) on this instance"
+    );
+    metrics::describe_histogram!(
+        "chat_reply_slot_wait_seconds",
+        metrics::Unit::Seconds,
+        "How long a reply waited for a slot (MAX_ACTIVE_REPLIES), for those that waited"
+    );
     metrics::describe_counter!(
         "llm_request_failures_total",
         "Failed calls to the language model, by kind"

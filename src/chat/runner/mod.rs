@@ -23,9 +23,10 @@ mod step_error;
 mod tests;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
@@ -54,7 +55,12 @@ pub struct ChatExecutor {
     imaging: Imaging,
     hub: Arc<StreamHub>,
     instance: Arc<Instance>,
+    /// Slots for the replies written at once (`MAX_ACTIVE_REPLIES`); `None`: no limit.
+    reply_slots: Option<Arc<Semaphore>>,
 }
+
+/// The step a reply shows while it waits for a slot.
+const WAITING: &str = "Waiting for its turn…";
 
 impl ChatExecutor {
     /// An executor for this instance (its id names the leases; its clock decides them).
@@ -71,7 +77,46 @@ impl ChatExecutor {
             imaging,
             hub,
             instance,
+            reply_slots: None,
         }
+    }
+
+    /// At most `max` replies written at once here (streamed and analysed); `None`: no limit.
+    pub fn with_reply_slots(mut self, max: Option<usize>) -> Self {
+        self.reply_slots = max.map(|max| Arc::new(Semaphore::new(max)));
+        self
+    }
+
+    /// A slot for writing `run`'s reply, when replies are limited: at once when one is free, else after
+    /// the subscribers were told the reply waits its turn. A Stop meanwhile ends the wait (and the run);
+    /// the run's deadline bounds it like any step.
+    ///
+    /// Why: past what the machine streams without delay, every extra reply slows every token of all the
+    /// others (docs/performance.md); a reply that waits for its first token is what a reader minds least.
+    async fn reply_slot(
+        &self,
+        run: &RunRow,
+        cancel: &CancellationToken,
+    ) -> Result<Option<OwnedSemaphorePermit>, StepError> {
+        let Some(slots) = &self.reply_slots else {
+            return Ok(None);
+        };
+        if let Ok(slot) = Arc::clone(slots).try_acquire_owned() {
+            return Ok(Some(slot));
+        }
+        self.hub.open(run.id).publish(RunEvent::Progress {
+            status: run.status.as_str().into(),
+            step: WAITING.into(),
+            progress: u8::try_from(run.progress.clamp(0, 100)).unwrap_or(0),
+        });
+        let _waiting = WaitingReply::new();
+        let started = Instant::now();
+        let slot = tokio::select! {
+            slot = Arc::clone(slots).acquire_owned() => slot.ok(),
+            () = cancel.cancelled() => return Err(StepError::Cancelled),
+        };
+        metrics::histogram!("chat_reply_slot_wait_seconds").record(started.elapsed().as_secs_f64());
+        Ok(slot)
     }
 
     /// This execution's claim on `run` (as claimed): what fences its writes.
@@ -256,11 +301,14 @@ impl ChatExecutor {
             return Ok(());
         }
         let turn = self.turn(run).await?;
+        // The reply and its analysis are the work per run; the picture mostly waits for its backend.
+        let slot = self.reply_slot(run, cancel).await?;
         let reply = self.respond_step(run, &turn, cancel).await?;
         if cancel.is_cancelled() {
             return Err(StepError::Cancelled);
         }
         let state_after = self.analyze_step(run, &turn, &reply.text).await?;
+        drop(slot);
         if cancel.is_cancelled() {
             return Err(StepError::Cancelled);
         }
@@ -328,5 +376,21 @@ impl RunExecutor for ChatExecutor {
                 tracing::warn!(error = %err, "cannot release chat run leases");
             }
         })
+    }
+}
+
+/// Counts replies waiting for a slot (`chat_replies_waiting`) while alive.
+struct WaitingReply;
+
+impl WaitingReply {
+    fn new() -> Self {
+        metrics::gauge!("chat_replies_waiting").increment(1.0);
+        Self
+    }
+}
+
+impl Drop for WaitingReply {
+    fn drop(&mut self) {
+        metrics::gauge!("chat_replies_waiting").decrement(1.0);
     }
 }

@@ -223,10 +223,86 @@ async fn two_subscribers_see_the_same_text(backend: Backend) {
     assert_eq!(text_of(&b), "ABCD");
 }
 
+/// Whether `events` show the reply waiting for a slot.
+fn waits_its_turn(events: &[crate::support::sse::SseEvent]) -> bool {
+    events
+        .iter()
+        .any(|e| e.event == "progress" && e.data["step"] == "Waiting for its turn…")
+}
+
+async fn with_one_reply_slot_the_next_reply_waits_its_turn_and_can_be_stopped_meanwhile(
+    backend: Backend,
+) {
+    let llm = FakeLlm::start().await;
+    let (_app, alice, first) = setup(backend, &llm, &[("MAX_ACTIVE_REPLIES", "1")]).await;
+    let mut others = Vec::new();
+    for name in ["Juno", "Vera"] {
+        let companion = alice
+            .create_companion(json!({"name": name, "age": 30}))
+            .await;
+        others.push(companion["id"].as_str().unwrap().to_owned());
+    }
+    let hold = gate();
+    llm.stream(Streamed::Paused {
+        before: pieces(&["Hold", " on"]),
+        gate: hold.clone(),
+        after: pieces(&[" tight."]),
+    });
+    llm.stream(Streamed::Tokens(pieces(&["My", " turn."])));
+    let (_, writing) = send(&alice, &first, "first").await;
+    let writing = writing["stream_url"].as_str().unwrap().to_owned();
+    read(&alice, &writing, None, |events| {
+        text_of(events) == "Hold on"
+    })
+    .await;
+
+    // The one slot is taken: the next reply says it waits, and has not asked the model.
+    let (status, next) = send(&alice, &others[0], "second").await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let next = next["stream_url"].as_str().unwrap().to_owned();
+    let waiting = read(&alice, &next, None, waits_its_turn).await;
+    assert!(waits_its_turn(&waiting), "{waiting:?}");
+    assert_eq!(text_of(&waiting), "");
+    assert_eq!(
+        llm.reply_requests().len(),
+        1,
+        "only the first asked the model"
+    );
+
+    // A waiting reply can be stopped: it ends at once, cancelled, without asking the model.
+    let (_, stopped) = send(&alice, &others[1], "third").await;
+    let (run, url) = (
+        stopped["run_id"].as_str().unwrap().to_owned(),
+        stopped["stream_url"].as_str().unwrap().to_owned(),
+    );
+    read(&alice, &url, None, waits_its_turn).await;
+    let (status, _) = alice
+        .api(Method::POST, &format!("/api/chat/runs/{run}/cancel"), None)
+        .await;
+    assert!(status.is_success());
+    let ended = read_all(&alice, &url).await;
+    assert_eq!(
+        last(&ended, "error").expect("the end").data["code"],
+        "cancelled"
+    );
+
+    // When the first reply is done, the waiting one is written.
+    hold.add_permits(1);
+    let done = read_all(&alice, &writing).await;
+    assert_eq!(
+        last(&done, "done").unwrap().data["content"],
+        "Hold on tight."
+    );
+    let done = read_all(&alice, &next).await;
+    assert_eq!(last(&done, "done").unwrap().data["content"], "My turn.");
+    assert_eq!(llm.reply_requests().len(), 2, "the stopped one never asked");
+}
+
 on_both_backends!(
     a_run_streams_the_reply_updates_the_state_and_stores_it_once,
     the_second_message_sees_the_first_exchange_as_history,
     a_repeated_send_with_the_same_key_is_the_same_run,
     a_second_send_while_replying_is_refused,
     two_subscribers_see_the_same_text,
+    with_one_reply_slot_the_next_reply_waits_its_turn_and_can_be_stopped_meanwhile,
 );
