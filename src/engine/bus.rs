@@ -172,7 +172,7 @@ impl RedisBus {
         Ok((connection, position))
     }
 
-    /// Waits up to [`READ_BLOCK`] for what came after `position`, and moves `position` past it.
+    /// Waits up to `READ_BLOCK` for what came after `position`, and moves `position` past it.
     pub async fn read(
         &self,
         connection: &mut MultiplexedConnection,

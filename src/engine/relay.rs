@@ -10,7 +10,7 @@
 //! any instance), a new text version as `reset`, progress, scene, the end. Reads of one run never overlap
 //! and a notification during a read makes one more read, so nothing is applied out of order. A change of a
 //! run in progress that needs no read (a flush of the text, a new step or progress) comes as a
-//! [`ChangeNotice`] with the text's length and the progress: when the token path already brought that much
+//! change notice with the text's length and the progress: when the token path already brought that much
 //! text and no read is on its way, the follower publishes the progress and reads nothing.
 //!
 //! The *token* path makes the text nearly as quick as on the executing instance, where the state path alone
