@@ -23,7 +23,7 @@ use tokio::sync::broadcast;
 
 use super::runner::terminal_event;
 use super::store::{self, RunRow};
-use crate::engine::{RunChannel, RunEvent};
+use crate::engine::{RunChannel, RunEvent, StreamHub};
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::web::CurrentUser;
@@ -228,6 +228,26 @@ async fn next_events(mut live: Live) -> Option<(Vec<Event>, Live)> {
     }
 }
 
+/// Prepares a channel opened for an unfinished run from the run as read: its text, version and progress.
+fn seed(channel: &RunChannel, run: &RunRow) {
+    channel.seed_text(&run.partial_text, &run.text_epoch);
+    channel.publish(RunEvent::Progress {
+        status: run.status.as_str().to_owned(),
+        step: run.step.clone(),
+        progress: u8::try_from(run.progress.clamp(0, 100)).unwrap_or(0),
+    });
+}
+
+/// The channel of an unfinished run that no execution here has open, prepared from the run as read (`seed`).
+///
+/// Why: the run may have ended between the read and now (its execution closed its channel); the engine then
+/// finds it finished and catches the channel up to the stored reply. A channel opened empty would tell a
+/// subscriber that resumes at an offset to start over (the offset lies beyond an empty text) and send the
+/// whole reply again; seeded, it resumes exactly, and only what was not persisted yet comes as tokens.
+pub(crate) fn open_seeded(hub: &StreamHub, run: &RunRow) -> Arc<RunChannel> {
+    hub.open_or_init(run.id, |channel| seed(channel, run))
+}
+
 type EventStream = std::pin::Pin<Box<dyn Stream<Item = Result<Event, Infallible>> + Send>>;
 
 fn finite(events: Vec<Event>) -> EventStream {
@@ -253,17 +273,10 @@ pub(super) async fn stream_run(
     if run.is_active() && state.hub.get(run.id).is_none() {
         match &state.relay {
             Some(relay) => {
-                relay.follow(run.id, |channel| {
-                    channel.seed_text(&run.partial_text, &run.text_epoch);
-                    channel.publish(RunEvent::Progress {
-                        status: run.status.as_str().to_owned(),
-                        step: run.step.clone(),
-                        progress: u8::try_from(run.progress.clamp(0, 100)).unwrap_or(0),
-                    });
-                });
+                relay.follow(run.id, |channel| seed(channel, &run));
             }
             None => {
-                state.hub.open(run.id);
+                open_seeded(&state.hub, &run);
             }
         }
         state.engine.start(run.id);
@@ -334,7 +347,6 @@ pub(super) async fn stream_run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::StreamHub;
 
     #[tokio::test]
     async fn a_subscriber_that_fell_behind_catches_up_and_still_gets_the_end() {

@@ -275,6 +275,69 @@ async fn a_subscriber_whose_channel_opened_as_the_run_ended_gets_the_whole_reply
     assert!(fixture.hub.get(run.id).is_none(), "and the channel closes");
 }
 
+/// The stream's side of the same window: a subscriber that had the first 5 bytes read the run as unfinished
+/// (its whole reply saved, being analysed), then the run ended and its channel closed before the subscriber
+/// looked for it. It resumes at its offset, without starting over (a CI run saw the reset and the whole
+/// reply again when the fresh channel was opened empty).
+#[tokio::test]
+async fn a_subscriber_resuming_on_a_fresh_channel_as_the_run_ended_continues_exactly() {
+    let fixture = fixture().await;
+    let run = fixture.run(Duration::from_secs(60)).await;
+    let run = fixture.claimed_here(&run).await;
+    let analyzing = store::Progress {
+        status: RunStatus::Analyzing,
+        step: "Noticing…",
+        percent: 80,
+    };
+    let lease = fixture.executor.lease(&run);
+    assert!(
+        store::save_reply(
+            &fixture.db,
+            run.id,
+            lease,
+            "Über den Fluss",
+            "stop",
+            analyzing
+        )
+        .await
+        .expect("save")
+    );
+    let as_read = fixture.reload(&run).await;
+    let reply = Reply {
+        text: "Über den Fluss".into(),
+        finish: Some(Finish::Stop),
+    };
+    fixture
+        .executor
+        .finalize_step(&run, &reply, None)
+        .await
+        .expect("finalize")
+        .expect("the reply is stored");
+    fixture.hub.close(run.id);
+
+    let channel = crate::chat::stream::open_seeded(&fixture.hub, &as_read);
+    let (snapshot, mut receiver) = channel.subscribe();
+    let (start_over, piece) =
+        crate::chat::stream::catch_up_plan(&snapshot.text, &snapshot.epoch, Some("5"));
+    assert!(!start_over, "the offset lies within the text as read");
+    assert_eq!(piece, " den Fluss");
+    fixture
+        .executor
+        .execute(run.id, CancellationToken::new())
+        .await;
+    let events = received(&mut receiver);
+    assert!(
+        !events
+            .iter()
+            .any(|event| matches!(event, RunEvent::Token { .. } | RunEvent::Reset { .. })),
+        "nothing is sent twice: {events:?}"
+    );
+    assert!(
+        matches!(events.last(), Some(RunEvent::Done { content, .. }) if content == "Über den Fluss"),
+        "the end follows: {events:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_reply_complete_before_a_crash_is_taken_as_it_was_without_a_model() {
     let fixture = fixture().await;
