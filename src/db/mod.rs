@@ -180,6 +180,10 @@ impl Db {
             let pool = SqlitePoolOptions::new()
                 .max_connections(8)
                 .acquire_timeout(ACQUIRE_TIMEOUT)
+                // A connection to a local file does not go stale, and the default ping before every
+                // checkout is a round trip to the connection's thread: as many hand-overs as the
+                // statements themselves (docs/performance.md).
+                .test_before_acquire(false)
                 .connect_with(options)
                 .await
                 .map_err(|source| ConnectError::Unreachable { url: shown, source })?;
