@@ -166,56 +166,6 @@ pub async fn delete(db: &Db, owner: Uuid, id: Uuid) -> Result<bool, sqlx::Error>
         .map(|r| r.rows_affected() == 1))
 }
 
-/// Replaces the live state with `change(current)`; returns the new state (`None` when the companion is
-/// gone). When the state is still `seen` (what the caller read before), one conditional write does it;
-/// when it changed meanwhile, the current state is read and changed in a transaction.
-pub async fn update_live_state(
-    db: &Db,
-    owner: Uuid,
-    id: Uuid,
-    seen: &LiveState,
-    change: impl Fn(&LiveState) -> LiveState,
-) -> Result<Option<LiveState>, sqlx::Error> {
-    let next = change(seen);
-    let unchanged_since = db_dispatch!(db, pool => sqlx::query(
-        "UPDATE companions SET live_state = $1, updated_at = $2 \
-         WHERE id = $3 AND user_id = $4 AND live_state = $5",
-    )
-    .bind(Json(&next))
-    .bind(Timestamp::now())
-    .bind(id)
-    .bind(owner)
-    .bind(Json(seen))
-    .execute(pool)
-    .await
-    .map(|done| done.rows_affected() == 1))?;
-    if unchanged_since {
-        return Ok(Some(next));
-    }
-    db_dispatch!(db, pool => async {
-        let mut tx = pool.begin().await?;
-        let current: Option<Json<LiveState>> = sqlx::query_scalar(
-            "SELECT live_state FROM companions WHERE id = $1 AND user_id = $2",
-        )
-        .bind(id)
-        .bind(owner)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(Json(current)) = current else {
-            return Ok(None);
-        };
-        let next = change(&current);
-        sqlx::query("UPDATE companions SET live_state = $1, updated_at = $2 WHERE id = $3")
-            .bind(Json(&next))
-            .bind(Timestamp::now())
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(Some(next))
-    }.await)
-}
-
 /// The unfinished chat run of a companion, if any, to stop it when the companion is deleted. (Chat's table:
 /// companions cannot import chat, which builds on it; the status list is the one in chat's `run_status`.)
 pub async fn active_run(db: &Db, id: Uuid) -> Result<Option<Uuid>, sqlx::Error> {
@@ -226,56 +176,4 @@ pub async fn active_run(db: &Db, id: Uuid) -> Result<Option<Uuid>, sqlx::Error> 
     .bind(id)
     .fetch_optional(pool)
     .await)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn a_live_state_change_applies_to_the_state_as_it_is_even_when_it_moved_since_it_was_read()
-     {
-        let (db, _dir, user, _) = crate::db::test_database().await;
-        let companion = create(&db, user, &Profile::template())
-            .await
-            .expect("companion");
-        let seen = companion.live_state.0.clone();
-        let to_kitchen = |state: &LiveState| LiveState {
-            location: "kitchen".into(),
-            ..state.clone()
-        };
-        let moved = update_live_state(&db, user, companion.id, &seen, to_kitchen)
-            .await
-            .expect("update")
-            .expect("the companion exists");
-        assert_eq!(moved.location, "kitchen");
-
-        // A change computed from what was read before the move is applied to the moved state.
-        let cooking = |state: &LiveState| LiveState {
-            action: "cooking".into(),
-            ..state.clone()
-        };
-        let after = update_live_state(&db, user, companion.id, &seen, cooking)
-            .await
-            .expect("update")
-            .expect("the companion exists");
-        assert_eq!(
-            (after.location.as_str(), after.action.as_str()),
-            ("kitchen", "cooking")
-        );
-        let stored = find_owned(&db, user, companion.id)
-            .await
-            .expect("read")
-            .expect("the companion exists");
-        assert_eq!(stored.live_state.0, after);
-
-        let stranger = Uuid::now_v7();
-        assert!(
-            update_live_state(&db, stranger, companion.id, &seen, cooking)
-                .await
-                .expect("update")
-                .is_none(),
-            "someone else's companion is not changed"
-        );
-    }
 }

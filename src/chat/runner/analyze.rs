@@ -6,7 +6,6 @@ use std::time::Instant;
 use super::{ChatExecutor, StepError};
 use crate::chat::analysis;
 use crate::chat::store::{self, RunRow, RunStatus, TurnRow};
-use crate::companions;
 use crate::companions::profile::LiveState;
 use crate::engine::{RunChannel, RunEvent};
 use crate::providers::llm::LlmClient;
@@ -72,22 +71,22 @@ impl ChatExecutor {
             return None;
         }
         metrics::counter!("scene_analyses_total", "outcome" => "applied").increment(1);
-        match companions::store::update_live_state(
-            &self.db,
-            run.user_id,
-            run.companion_id,
-            current,
-            |state: &LiveState| analysis::apply(state, &json),
-        )
+        // Fenced by the lease: an execution that lost its run changes nothing and announces nothing.
+        let lease = self.lease(run);
+        match store::change_scene(&self.db, run, lease, current, |state: &LiveState| {
+            analysis::apply(state, &json)
+        })
         .await
         {
             Ok(Some(state)) => {
                 let value = serde_json::to_value(&state).unwrap_or_default();
-                if run.generate_image
-                    && let Err(err) =
-                        store::save_state_after(&self.db, run.id, self.lease(run), &value).await
-                {
-                    tracing::warn!(error = %err, "cannot record the state of a run");
+                if run.generate_image {
+                    match store::save_state_after(&self.db, run.id, lease, &value).await {
+                        Ok(true) => {}
+                        // Lost since the scene was written: the next fenced write stops the execution.
+                        Ok(false) => return None,
+                        Err(err) => tracing::warn!(error = %err, "cannot record the state of a run"),
+                    }
                 }
                 channel.publish(RunEvent::State(value.clone()));
                 Some(value)

@@ -49,7 +49,9 @@ macro_rules! holder_dead {
 }
 
 mod messages;
+mod scene;
 
+pub use scene::change_scene;
 pub use messages::{
     ExportedMessage, HistoryMessage, MessageRow, delete_conversation, delete_message, export_page,
     history_before, message, message_companion, messages, rewrite_from,
@@ -1011,6 +1013,100 @@ mod tests {
         start_run(&db, &new_run(companion, user, "next", None))
             .await
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_scene_change_applies_to_the_state_as_it_is_and_only_while_the_lease_holds() {
+        use crate::companions::profile::{LiveState, Profile};
+        let (db, _dir, user, companion) = crate::db::test_database().await;
+        let scene_of = async |db: &Db| -> LiveState {
+            db_dispatch!(db, pool => sqlx::query_scalar::<_, Json<LiveState>>(
+                "SELECT live_state FROM companions WHERE id = $1")
+                .bind(companion)
+                .fetch_one(pool)
+                .await)
+            .unwrap()
+            .0
+        };
+        let seen = LiveState::initial(&Profile::template());
+        db_dispatch!(&db, pool => sqlx::query("UPDATE companions SET live_state = $1 WHERE id = $2")
+            .bind(Json(&seen))
+            .bind(companion)
+            .execute(pool)
+            .await
+            .map(|_| ()))
+        .unwrap();
+        let run = start_run(&db, &new_run(companion, user, "hello", None))
+            .await
+            .unwrap();
+        let now = Timestamp::now();
+        let seconds = std::time::Duration::from_secs;
+        heartbeat(&db, "a", now).await;
+        let claimed = claim(&db, run.id, "a", now + seconds(30), now, now - seconds(10))
+            .await
+            .unwrap()
+            .expect("a free run is claimed");
+        let by_a = Lease {
+            owner: "a",
+            token: claimed.attempts,
+        };
+        let to_kitchen = |state: &LiveState| LiveState {
+            location: "kitchen".into(),
+            ..state.clone()
+        };
+        let cooking = |state: &LiveState| LiveState {
+            action: "cooking".into(),
+            ..state.clone()
+        };
+        let moved = change_scene(&db, &claimed, by_a, &seen, to_kitchen)
+            .await
+            .unwrap()
+            .expect("the holder changes the scene");
+        assert_eq!(moved.location, "kitchen");
+        // A change computed from what was read before the move applies to the moved state.
+        let after = change_scene(&db, &claimed, by_a, &seen, cooking)
+            .await
+            .unwrap()
+            .expect("the holder changes the scene");
+        assert_eq!(
+            (after.location.as_str(), after.action.as_str()),
+            ("kitchen", "cooking")
+        );
+        assert_eq!(scene_of(&db).await, after);
+
+        // a stops beating and b takes the run over: a's analysis, arriving late, changes nothing, whether
+        // the state is still what a saw or moved since.
+        let later = now + seconds(20);
+        heartbeat(&db, "b", later).await;
+        let taken = claim(&db, run.id, "b", later + seconds(30), later, later - seconds(10))
+            .await
+            .unwrap()
+            .expect("the dead instance's run is taken over");
+        let to_garden = |state: &LiveState| LiveState {
+            location: "garden".into(),
+            ..state.clone()
+        };
+        for stale_or_current in [&seen, &after] {
+            assert!(
+                change_scene(&db, &claimed, by_a, stale_or_current, to_garden)
+                    .await
+                    .unwrap()
+                    .is_none(),
+                "a lost its lease"
+            );
+        }
+        assert_eq!(scene_of(&db).await, after, "the scene did not move");
+        let by_b = Lease {
+            owner: "b",
+            token: taken.attempts,
+        };
+        assert_eq!(
+            change_scene(&db, &taken, by_b, &after, to_garden)
+                .await
+                .unwrap()
+                .map(|state| state.location),
+            Some("garden".to_owned())
+        );
     }
 
     #[tokio::test]
