@@ -85,7 +85,9 @@ impl ChatExecutor {
                         Ok(true) => {}
                         // Lost since the scene was written: the next fenced write stops the execution.
                         Ok(false) => return None,
-                        Err(err) => tracing::warn!(error = %err, "cannot record the state of a run"),
+                        Err(err) => {
+                            tracing::warn!(error = %err, "cannot record the state of a run")
+                        }
                     }
                 }
                 channel.publish(RunEvent::State(value.clone()));

@@ -51,11 +51,11 @@ macro_rules! holder_dead {
 mod messages;
 mod scene;
 
-pub use scene::change_scene;
 pub use messages::{
     ExportedMessage, HistoryMessage, MessageRow, delete_conversation, delete_message, export_page,
     history_before, message, message_companion, messages, rewrite_from,
 };
+pub use scene::change_scene;
 
 /// What `text` costs in a prompt, stored with the message so the next prompts need not count it again.
 fn prompt_cost(text: &str) -> i32 {
@@ -1078,10 +1078,17 @@ mod tests {
         // the state is still what a saw or moved since.
         let later = now + seconds(20);
         heartbeat(&db, "b", later).await;
-        let taken = claim(&db, run.id, "b", later + seconds(30), later, later - seconds(10))
-            .await
-            .unwrap()
-            .expect("the dead instance's run is taken over");
+        let taken = claim(
+            &db,
+            run.id,
+            "b",
+            later + seconds(30),
+            later,
+            later - seconds(10),
+        )
+        .await
+        .unwrap()
+        .expect("the dead instance's run is taken over");
         let to_garden = |state: &LiveState| LiveState {
             location: "garden".into(),
             ..state.clone()

@@ -223,6 +223,151 @@ async fn concurrent_claims_give_the_lease_to_exactly_one(backend: Backend) {
     assert_eq!(won, 1);
 }
 
+/// Every instance races for the same orphaned run (its holder died): each round, exactly one claims it,
+/// and only that claim's writes count.
+async fn instances_claiming_one_orphaned_run_at_once_get_it_once(backend: Backend) {
+    use companion_hub::chat::store::{self, Lease, NewRun};
+    // The database alone: a running app would be an instance too, and on SQLite it forgets every other.
+    let dir = tempfile::tempdir().unwrap();
+    let database = TestDatabase::create(backend, dir.path()).await;
+    let db = Db::connect(&database.url).await.unwrap();
+    migrate::run(&db).await.unwrap();
+    let (user, companion) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    let now = Timestamp::now();
+    db_dispatch!(&db, pool => async {
+        sqlx::query(
+            "INSERT INTO users (id, email, username, display_name, password_hash, created_at, updated_at) \
+             VALUES ($1, 'race@example.com', 'race', 'Race', 'x', $2, $2)",
+        )
+        .bind(user)
+        .bind(now)
+        .execute(pool)
+        .await?;
+        sqlx::query(
+            "INSERT INTO companions (id, user_id, profile, live_state, created_at, updated_at) \
+             VALUES ($1, $2, '{}', '{}', $3, $3)",
+        )
+        .bind(companion)
+        .bind(user)
+        .bind(now)
+        .execute(pool)
+        .await?;
+        for i in 0..8 {
+            sqlx::query(
+                "INSERT INTO instances (id, name, host, pid, started_at, heartbeat_at) \
+                 VALUES ($1, $1, 'test', 1, $2, $2)",
+            )
+            .bind(format!("racer-{i}"))
+            .bind(now)
+            .execute(pool)
+            .await?;
+        }
+        // The instance that held each run before the race, silent for a minute: dead.
+        sqlx::query(
+            "INSERT INTO instances (id, name, host, pid, started_at, heartbeat_at) \
+             VALUES ('ghost', 'ghost', 'test', 1, $1, $1)",
+        )
+        .bind(now - Duration::from_secs(60))
+        .execute(pool)
+        .await?;
+        Ok::<_, sqlx::Error>(())
+    }
+    .await)
+    .unwrap();
+    let seconds = Duration::from_secs;
+    for round in 0..10 {
+        let text = format!("message {round}");
+        let run = store::start_run(
+            &db,
+            &NewRun {
+                companion,
+                user,
+                new_message: Some(&text),
+                existing_message: None,
+                replaces: None,
+                client_request_id: None,
+                generate_image: false,
+                correlation_id: "race",
+                deadline: now + seconds(300),
+                previous_attempts: 0,
+            },
+        )
+        .await
+        .unwrap();
+        // Held by the dead instance, its lease not yet lapsed: taken over because its holder is dead.
+        store::claim(
+            &db,
+            run.id,
+            "ghost",
+            now + seconds(30),
+            now,
+            now - seconds(120),
+        )
+        .await
+        .unwrap()
+        .expect("the ghost claimed it while alive");
+        let claims = (0..8).map(|i| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                let owner = format!("racer-{i}");
+                let claimed = store::claim(
+                    &db,
+                    run.id,
+                    &owner,
+                    now + seconds(30),
+                    now,
+                    now - seconds(10),
+                )
+                .await
+                .unwrap();
+                claimed.map(|run| (owner, run))
+            })
+        });
+        let won: Vec<_> = futures_util::future::join_all(claims)
+            .await
+            .into_iter()
+            .filter_map(|claim| claim.unwrap())
+            .collect();
+        assert_eq!(
+            won.len(),
+            1,
+            "round {round}: one claim wins, not {:?}",
+            won.iter()
+                .map(|(owner, run)| (owner, run.attempts, run.status))
+                .collect::<Vec<_>>()
+        );
+        let (owner, claimed) = &won[0];
+        assert_eq!(
+            claimed.attempts, 2,
+            "taken over once, after the ghost's claim"
+        );
+        let lease = Lease {
+            owner,
+            token: claimed.attempts,
+        };
+        for i in (0..8)
+            .map(|i| format!("racer-{i}"))
+            .filter(|other| other != owner)
+        {
+            let lost = Lease {
+                owner: &i,
+                token: claimed.attempts,
+            };
+            assert!(
+                !store::renew_lease(&db, run.id, lost, now + seconds(60))
+                    .await
+                    .unwrap()
+            );
+        }
+        assert!(matches!(
+            store::complete(&db, claimed, lease, "done", Some("stop"), None)
+                .await
+                .unwrap(),
+            store::Finished::Now(Some(_))
+        ));
+    }
+}
+
 on_both_backends!(
     migrations_are_applied_at_start,
     instances_starting_at_once_apply_each_migration_once,
@@ -233,6 +378,7 @@ on_both_backends!(
     timestamps_compare_in_time_order_in_sql,
     a_periodic_job_lease_is_held_by_one_instance_at_a_time,
     concurrent_claims_give_the_lease_to_exactly_one,
+    instances_claiming_one_orphaned_run_at_once_get_it_once,
 );
 
 #[tokio::test]
