@@ -2,11 +2,11 @@
 //! stop keeps what was written, a failure records its reason; each ending publishes its `done` or `error`
 //! event, and a finished run replays the same event to a late subscriber.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
-use super::{ChatExecutor, Reply, StepError};
+use super::{ChatExecutor, LEASE, Reply, StepError};
 use crate::chat::display::ShownPicture;
 use crate::chat::render;
 use crate::chat::store::{self, Finished, RunKind, RunRow, RunStatus};
@@ -87,8 +87,19 @@ impl ChatExecutor {
 
     pub(super) async fn end_cancelled(&self, run: &RunRow, channel: &RunChannel) {
         let partial = channel.text();
-        match store::cancel(&self.db, run, Some(self.lease(run)), &partial).await {
-            Ok(Finished::Now(message)) => {
+        let stopped = RunEvent::Error {
+            code: "cancelled".into(),
+            message: "Stopped.".into(),
+            retryable: true,
+            correlation_id: run.correlation_id.clone(),
+        };
+        let recorded = self
+            .record_ending(run, channel, stopped.clone(), || {
+                store::cancel(&self.db, run, Some(self.lease(run)), &partial)
+            })
+            .await;
+        match recorded {
+            Recorded::Now(Finished::Now(message)) => {
                 metrics::counter!("chat_runs_total", "status" => RunStatus::Cancelled.as_str())
                     .increment(1);
                 tracing::info!(run_id = %run.id, kept = message.is_some(), "chat run stopped");
@@ -97,18 +108,11 @@ impl ChatExecutor {
                     Some(message_id) => {
                         done_event(&self.db, run.companion_id, message_id, &partial).await
                     }
-                    None => RunEvent::Error {
-                        code: "cancelled".into(),
-                        message: "Stopped.".into(),
-                        retryable: true,
-                        correlation_id: run.correlation_id.clone(),
-                    },
+                    None => stopped,
                 });
             }
-            Ok(Finished::Already) => self.publish_final_state(run, channel).await,
-            Err(err) => {
-                tracing::error!(run_id = %run.id, error = %err, "cannot record a stopped run")
-            }
+            Recorded::Now(Finished::Already) => self.publish_final_state(run, channel).await,
+            Recorded::Told => {}
         }
     }
 
@@ -120,33 +124,78 @@ impl ChatExecutor {
         message: &str,
         retryable: bool,
     ) {
-        match store::fail(
-            &self.db,
-            run,
-            self.lease(run),
-            &channel.text(),
-            code,
-            message,
+        let partial = channel.text();
+        let failed = RunEvent::Error {
+            code: code.to_owned(),
+            message: message.to_owned(),
             retryable,
-        )
-        .await
-        {
-            Ok(Finished::Now(_)) => {
+            correlation_id: run.correlation_id.clone(),
+        };
+        let recorded = self
+            .record_ending(run, channel, failed.clone(), || {
+                store::fail(
+                    &self.db,
+                    run,
+                    self.lease(run),
+                    &partial,
+                    code,
+                    message,
+                    retryable,
+                )
+            })
+            .await;
+        match recorded {
+            Recorded::Now(Finished::Now(_)) => {
                 metrics::counter!("chat_runs_total", "status" => RunStatus::Failed.as_str())
                     .increment(1);
                 tracing::warn!(run_id = %run.id, code, "chat run failed");
-                channel.publish(RunEvent::Error {
-                    code: code.to_owned(),
-                    message: message.to_owned(),
-                    retryable,
-                    correlation_id: run.correlation_id.clone(),
-                });
+                channel.publish(failed);
             }
-            Ok(Finished::Already) => self.publish_final_state(run, channel).await,
-            Err(err) => {
-                tracing::error!(run_id = %run.id, error = %err, "cannot record a failed run")
+            Recorded::Now(Finished::Already) => self.publish_final_state(run, channel).await,
+            Recorded::Told => {}
+        }
+    }
+
+    /// Writes a run's ending with `record`. When the database is away, the subscribers are told `ending` at
+    /// once (a stream must not wait past the run's deadline for a write that cannot happen), and the write
+    /// is tried again, backing off, until it succeeds or the lease has lapsed — from then on the sweeper of
+    /// whichever instance claims the run ends it (its deadline has passed, or it resumes). Until the ending
+    /// is written, the companion counts as busy: the retries make Retry work soon after the database
+    /// returns instead of a lease later.
+    async fn record_ending<Fut>(
+        &self,
+        run: &RunRow,
+        channel: &RunChannel,
+        ending: RunEvent,
+        record: impl Fn() -> Fut,
+    ) -> Recorded
+    where
+        Fut: Future<Output = Result<Finished, sqlx::Error>>,
+    {
+        let err = match record().await {
+            Ok(finished) => return Recorded::Now(finished),
+            Err(err) => err,
+        };
+        tracing::error!(run_id = %run.id, error = %err,
+            "cannot record how a run ended; its subscribers are told, and the write is tried again");
+        channel.publish(ending);
+        let give_up = Instant::now() + LEASE;
+        let mut wait = Duration::from_millis(250);
+        while Instant::now() < give_up {
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(4));
+            match record().await {
+                Ok(_) => {
+                    tracing::info!(run_id = %run.id, "the run's ending is recorded after all");
+                    return Recorded::Told;
+                }
+                Err(err) => {
+                    tracing::warn!(run_id = %run.id, error = %err, "still cannot record how a run ended")
+                }
             }
         }
+        tracing::error!(run_id = %run.id, "the run's ending is left to the sweeper once the database is back");
+        Recorded::Told
     }
 
     /// Someone else ended the run (Stop through another path, a deleted companion): tell subscribers how.
@@ -163,6 +212,14 @@ impl ChatExecutor {
             correlation_id: run.correlation_id.clone(),
         }));
     }
+}
+
+/// Whether an ending was written when it happened, or its subscribers were told without it.
+enum Recorded {
+    /// Written at once: how it went.
+    Now(Finished),
+    /// The database was away: the subscribers were told the ending as it would have been written.
+    Told,
 }
 
 /// The `done` event of a stored reply, with its picture (or why it has none); `fallback` is the text when

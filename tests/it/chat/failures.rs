@@ -320,6 +320,106 @@ mod the_database_dropping_its_connections_mid_reply_loses_nothing {
     }
 }
 
+/// PostgreSQL refuses every connection of ours from the middle of a reply on: the run fails (at its next
+/// write, or at its deadline at the latest) and the stream ends with Retry although the failure cannot be
+/// written; once the database is back the ending is recorded, so Retry works at once, not a lease later.
+async fn the_database_away_mid_reply_ends_the_stream_with_retry_which_works_once_it_is_back() {
+    let llm = FakeLlm::start().await;
+    let (app, alice, companion) = setup(
+        Backend::Postgres,
+        &llm,
+        &[("RUN_DEADLINE_SECS", "10"), ("LLM_TIMEOUT_SECS", "60")],
+    )
+    .await;
+    // The model writes a little, then never goes on.
+    let never = gate();
+    llm.stream(Streamed::Paused {
+        before: pieces(&["half"]),
+        gate: never.clone(),
+        after: pieces(&[" more"]),
+    });
+    let (_, started) = send(&alice, &companion, "go on").await;
+    let url = started["stream_url"].as_str().unwrap().to_owned();
+    let first_token = std::sync::Arc::new(tokio::sync::Notify::new());
+    let reader = {
+        let (alice, url, first_token) = (alice.clone(), url.clone(), first_token.clone());
+        tokio::spawn(async move {
+            read(&alice, &url, None, |events| {
+                if text_of(events) == "half" {
+                    first_token.notify_one();
+                }
+                false
+            })
+            .await
+        })
+    };
+    first_token.notified().await;
+
+    // Away: no new connection is accepted, and the open ones are dropped.
+    let name = url::Url::parse(&app.database.url)
+        .unwrap()
+        .path()
+        .trim_start_matches('/')
+        .to_owned();
+    let admin = sqlx::PgPool::connect(&std::env::var("TEST_DATABASE_URL").unwrap())
+        .await
+        .unwrap();
+    sqlx::query(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+        .bind(&name)
+        .execute(&admin)
+        .await
+        .unwrap();
+
+    // The stream ends by itself (`read` gives up after 30 s: a hang fails the test).
+    let events = reader.await.unwrap();
+    let ending = last(&events, "error").unwrap_or_else(|| panic!("an error ending: {events:?}"));
+    assert_eq!(ending.data["retryable"], true, "{events:?}");
+
+    sqlx::query(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    // Back: the run's ending is written within seconds (the retries back off to 4 s), then Retry starts.
+    let run = started["run_id"].as_str().unwrap();
+    let give_up = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    let retried = loop {
+        assert!(
+            tokio::time::Instant::now() < give_up,
+            "Retry still refused 20 s after the database returned"
+        );
+        let (status, body) = alice
+            .api(Method::POST, &format!("/api/chat/runs/{run}/retry"), None)
+            .await;
+        match status {
+            StatusCode::ACCEPTED => break body,
+            StatusCode::CONFLICT | StatusCode::SERVICE_UNAVAILABLE => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await
+            }
+            other => panic!("retry answered {other}: {body}"),
+        }
+    };
+    let events = read_all(&alice, retried["stream_url"].as_str().unwrap()).await;
+    assert_eq!(
+        last(&events, "done").unwrap().data["content"],
+        "Hello, wörld!"
+    );
+    let messages = conversation(&alice, &companion).await;
+    assert_eq!(messages.len(), 2, "one question, one reply: {messages:?}");
+}
+
+mod the_database_away_mid_reply_ends_the_stream_with_retry_which_works_once_it_is_back {
+    #[tokio::test]
+    async fn postgres() {
+        crate::support::require_postgres();
+        super::the_database_away_mid_reply_ends_the_stream_with_retry_which_works_once_it_is_back()
+            .await;
+    }
+}
+
 on_both_backends!(
     a_rate_limited_provider_is_retried_and_the_reply_completes,
     a_failing_provider_fails_the_run_and_retry_reuses_the_message,
