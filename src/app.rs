@@ -197,7 +197,8 @@ impl App {
             hub.clone(),
             registry.clone(),
         )
-        .with_reply_slots(self.config.max_active_replies);
+        .with_reply_slots(self.config.max_active_replies)
+        .with_lease(self.config.run_lease);
         let executor: Arc<dyn RunExecutor> = Arc::new(executor);
         let redis = match &self.config.redis {
             Some(redis) => Some(

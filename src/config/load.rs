@@ -186,6 +186,7 @@ pub(super) fn load(vars: HashMap<String, String>) -> Result<Config, ConfigProble
 
     let instance_timeout =
         Duration::from_secs(u64::from(r.integer("INSTANCE_TIMEOUT_SECS", 10, 3, 600)));
+    let run_lease = Duration::from_secs(u64::from(r.integer("RUN_LEASE_SECS", 30, 3, 600)));
     let instance_name = r.get("INSTANCE_NAME").map(|name| name.trim().to_owned());
     if let Some(name) = &instance_name
         && (name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control))
@@ -223,6 +224,7 @@ pub(super) fn load(vars: HashMap<String, String>) -> Result<Config, ConfigProble
         run_deadline,
         max_active_replies,
         instance_timeout,
+        run_lease,
         instance_name,
         redis,
     })

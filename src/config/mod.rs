@@ -66,6 +66,8 @@ pub struct Config {
     pub max_active_replies: Option<usize>,
     /// An instance whose heartbeat is older than this is dead: its runs are taken over.
     pub instance_timeout: Duration,
+    /// How long a claim on a run lasts without renewal (`RUN_LEASE_SECS`); renewed every third of it.
+    pub run_lease: Duration,
     /// The name this instance keeps across restarts (`INSTANCE_NAME`; default host:port).
     pub instance_name: Option<String>,
     /// The Redis Streams bus for tokens between instances (`REDIS_URL`, PostgreSQL only); `None`: the
@@ -565,6 +567,7 @@ impl Config {
             (self.cleanup.grace.as_secs() / 60).to_string(),
         ));
         rows.push(("RUN_DEADLINE_SECS", self.run_deadline.as_secs().to_string()));
+        rows.push(("RUN_LEASE_SECS", self.run_lease.as_secs().to_string()));
         rows.push((
             "MAX_ACTIVE_REPLIES",
             self.max_active_replies

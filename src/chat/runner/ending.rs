@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
-use super::{ChatExecutor, LEASE, Reply, StepError};
+use super::{ChatExecutor, Reply, StepError};
 use crate::chat::display::ShownPicture;
 use crate::chat::render;
 use crate::chat::store::{self, Finished, RunKind, RunRow, RunStatus};
@@ -179,7 +179,7 @@ impl ChatExecutor {
         tracing::error!(run_id = %run.id, error = %err,
             "cannot record how a run ended; its subscribers are told, and the write is tried again");
         channel.publish(ending);
-        let give_up = Instant::now() + LEASE;
+        let give_up = Instant::now() + self.lease_length;
         let mut wait = Duration::from_millis(250);
         while Instant::now() < give_up {
             tokio::time::sleep(wait).await;

@@ -41,10 +41,10 @@ pub use ending::terminal_event;
 pub use respond::{Reply, STREAM_ATTEMPTS};
 pub use step_error::StepError;
 
-/// How long a claim on a run lasts without renewal; renewed every third of it for as long as the run is
-/// executed (waiting for the model's first token and the analysis included), and with every flush of text.
-/// It only matters when a live instance loses track of a run: a dead instance's runs are taken over as soon
-/// as its heartbeat is stale (`INSTANCE_TIMEOUT_SECS`).
+/// How long a claim on a run lasts without renewal, unless `RUN_LEASE_SECS` says otherwise; renewed every
+/// third of it for as long as the run is executed (waiting for the model's first token and the analysis
+/// included), and with every flush of text. It only matters when a live instance loses track of a run: a
+/// dead instance's runs are taken over as soon as its heartbeat is stale (`INSTANCE_TIMEOUT_SECS`).
 pub const LEASE: Duration = Duration::from_secs(30);
 
 /// Runs chat runs against the database, the model and the stream hub.
@@ -57,6 +57,8 @@ pub struct ChatExecutor {
     instance: Arc<Instance>,
     /// Slots for the replies written at once (`MAX_ACTIVE_REPLIES`); `None`: no limit.
     reply_slots: Option<Arc<Semaphore>>,
+    /// How long a claim lasts without renewal ([`LEASE`] unless configured).
+    lease_length: Duration,
 }
 
 /// The step a reply shows while it waits for a slot.
@@ -78,7 +80,14 @@ impl ChatExecutor {
             hub,
             instance,
             reply_slots: None,
+            lease_length: LEASE,
         }
+    }
+
+    /// Claims that last `lease` without renewal (`RUN_LEASE_SECS`).
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease_length = lease;
+        self
     }
 
     /// At most `max` replies written at once here (streamed and analysed); `None`: no limit.
@@ -133,7 +142,7 @@ impl ChatExecutor {
             &self.db,
             run_id,
             self.instance.id(),
-            now + LEASE,
+            now + self.lease_length,
             now,
             self.instance.alive_since(),
         )
@@ -198,12 +207,12 @@ impl ChatExecutor {
         self.hub.close(run.id);
     }
 
-    /// Renews the lease every third of [`LEASE`] for as long as the run executes; returns only when the
+    /// Renews the lease every third of its length for as long as the run executes; returns only when the
     /// lease no longer holds (the run was taken over or ended elsewhere), so the steps stop at once.
     async fn keep_lease(&self, run: &RunRow) -> StepError {
         loop {
-            tokio::time::sleep(LEASE / 3).await;
-            let until = self.instance.now() + LEASE;
+            tokio::time::sleep(self.lease_length / 3).await;
+            let until = self.instance.now() + self.lease_length;
             match store::renew_lease(&self.db, run.id, self.lease(run), until).await {
                 Ok(true) => {}
                 Ok(false) => return StepError::NotHeld,

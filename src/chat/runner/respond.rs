@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::{ChatExecutor, LEASE, StepError};
+use super::{ChatExecutor, StepError};
 use crate::chat::prompt;
 use crate::chat::reply_text::TrimmedStream;
 use crate::chat::store::{self, RunRow, RunStatus, TurnRow};
@@ -205,7 +205,7 @@ impl ChatExecutor {
                                 step,
                                 percent: shown_progress,
                             };
-                            let until = self.instance.now() + LEASE;
+                            let until = self.instance.now() + self.lease_length;
                             StepError::held(
                                 store::save_partial_and_renew(&self.db, run.id, &text, recorded, self.lease(run), until).await?,
                             )?;

@@ -298,6 +298,56 @@ async fn with_one_reply_slot_the_next_reply_waits_its_turn_and_can_be_stopped_me
     assert_eq!(llm.reply_requests().len(), 2, "the stopped one never asked");
 }
 
+/// A model slow to give its first token keeps its run: the lease is renewed while nothing streams, so for
+/// three lease lengths (`RUN_LEASE_SECS=3`) another instance trying all the time never claims the run, and
+/// the reply is asked for and stored once.
+async fn a_run_waiting_for_a_slow_model_keeps_its_lease(backend: Backend) {
+    use companion_hub::chat::store;
+    use companion_hub::db::Timestamp;
+    use std::time::Duration;
+    let llm = FakeLlm::start().await;
+    let (app, alice, companion) = setup(backend, &llm, &[("RUN_LEASE_SECS", "3")]).await;
+    let hold = gate();
+    llm.stream(Streamed::Paused {
+        before: Vec::new(),
+        gate: hold.clone(),
+        after: pieces(&["At last."]),
+    });
+    let (_, started) = send(&alice, &companion, "take your time").await;
+    let run: uuid::Uuid = started["run_id"].as_str().unwrap().parse().unwrap();
+    assert!(
+        crate::support::wait_until(Duration::from_secs(10), || async {
+            llm.reply_requests().len() == 1
+        })
+        .await,
+        "the model was asked"
+    );
+    let watched_until = tokio::time::Instant::now() + Duration::from_secs(9);
+    while tokio::time::Instant::now() < watched_until {
+        let now = Timestamp::now();
+        let taken = store::claim(
+            &app.db,
+            run,
+            "intruder",
+            now + Duration::from_secs(30),
+            now,
+            now - Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+        assert!(
+            taken.is_none(),
+            "the lease lapsed while the model was silent"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    hold.add_permits(1);
+    let events = read_all(&alice, started["stream_url"].as_str().unwrap()).await;
+    assert_eq!(last(&events, "done").unwrap().data["content"], "At last.");
+    assert_eq!(llm.reply_requests().len(), 1, "asked once");
+    assert_eq!(conversation(&alice, &companion).await.len(), 2);
+}
+
 on_both_backends!(
     a_run_streams_the_reply_updates_the_state_and_stores_it_once,
     the_second_message_sees_the_first_exchange_as_history,
@@ -305,4 +355,5 @@ on_both_backends!(
     a_second_send_while_replying_is_refused,
     two_subscribers_see_the_same_text,
     with_one_reply_slot_the_next_reply_waits_its_turn_and_can_be_stopped_meanwhile,
+    a_run_waiting_for_a_slow_model_keeps_its_lease,
 );
