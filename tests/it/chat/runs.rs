@@ -348,6 +348,79 @@ async fn a_run_waiting_for_a_slow_model_keeps_its_lease(backend: Backend) {
     assert_eq!(conversation(&alice, &companion).await.len(), 2);
 }
 
+/// An execution that lost its run stops at once. Another live instance claims the run in the middle of the
+/// reply (as after a pause of this one longer than its lease): within a renewal interval this one hangs up on
+/// the model, and it stores nothing and moves nothing; the run stays the other's.
+async fn an_execution_that_lost_its_run_stops_at_once(backend: Backend) {
+    use companion_hub::db::Timestamp;
+    use companion_hub::db_dispatch;
+    use std::time::Duration;
+    let llm = FakeLlm::start().await;
+    let (app, alice, companion) = setup(backend, &llm, &[("RUN_LEASE_SECS", "3")]).await;
+    let never = gate();
+    llm.stream(Streamed::Paused {
+        before: pieces(&["half"]),
+        gate: never.clone(),
+        after: pieces(&[" and more"]),
+    });
+    let (_, started) = send(&alice, &companion, "go on").await;
+    let url = started["stream_url"].as_str().unwrap().to_owned();
+    read(&alice, &url, None, |events| text_of(events) == "half").await;
+    let run: uuid::Uuid = started["run_id"].as_str().unwrap().parse().unwrap();
+
+    let now = Timestamp::now();
+    let later = now + Duration::from_secs(3600);
+    db_dispatch!(&app.db, pool => async {
+        sqlx::query(
+            "INSERT INTO instances (id, name, host, pid, started_at, heartbeat_at) \
+             VALUES ('thief', 'thief', 'elsewhere', 1, $1, $2)",
+        )
+        .bind(now)
+        .bind(later)
+        .execute(pool)
+        .await?;
+        sqlx::query(
+            "UPDATE chat_runs SET lease_owner = 'thief', attempts = attempts + 1, lease_until = $1 \
+             WHERE id = $2",
+        )
+        .bind(later)
+        .bind(run)
+        .execute(pool)
+        .await
+        .map(|_| ())
+    }
+    .await)
+    .unwrap();
+
+    assert!(
+        crate::support::wait_until(Duration::from_secs(10), || async {
+            llm.abandoned_streams() == 1
+        })
+        .await,
+        "the execution that lost the run hung up on the model"
+    );
+    let row = companion_hub::chat::store::find_run(&app.db, run)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        row.is_active(),
+        "nobody ended the other's run: {:?}",
+        row.status
+    );
+    assert!(
+        row.partial_text.len() <= "half".len(),
+        "{:?}",
+        row.partial_text
+    );
+    assert_eq!(
+        conversation(&alice, &companion).await.len(),
+        1,
+        "no reply stored by the execution that lost the run"
+    );
+    assert_eq!(llm.reply_requests().len(), 1);
+}
+
 on_both_backends!(
     a_run_streams_the_reply_updates_the_state_and_stores_it_once,
     the_second_message_sees_the_first_exchange_as_history,
@@ -356,4 +429,5 @@ on_both_backends!(
     two_subscribers_see_the_same_text,
     with_one_reply_slot_the_next_reply_waits_its_turn_and_can_be_stopped_meanwhile,
     a_run_waiting_for_a_slow_model_keeps_its_lease,
+    an_execution_that_lost_its_run_stops_at_once,
 );

@@ -71,6 +71,23 @@ struct Script {
     /// The model's context window, counted the fake's way ([`fake_tokens`]); longer prompts are refused as
     /// OpenAI does.
     context_limit: Option<u32>,
+    /// Paused streams the app hung up on before they ended.
+    abandoned: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Counts a paused stream as abandoned when it is dropped (the app hung up) before it ended.
+struct HangUp {
+    abandoned: Arc<std::sync::atomic::AtomicUsize>,
+    ended: bool,
+}
+
+impl Drop for HangUp {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.abandoned
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
 }
 
 /// How the fake model counts tokens: one per CJK (or other non-ASCII) character, one per four ASCII
@@ -137,6 +154,7 @@ async fn completions(
     Json(body): Json<Value>,
 ) -> Response {
     let streamed = body["stream"].as_bool().unwrap_or(false);
+    let abandoned = script.lock().unwrap().abandoned.clone();
     let (reply, analysed) = {
         let mut script = script.lock().unwrap();
         let prompt_tokens = fake_tokens(&body["messages"]);
@@ -223,7 +241,11 @@ async fn completions(
             gate,
             after,
         } => {
-            let stream = async_stream(before, gate, after);
+            let hang_up = HangUp {
+                abandoned,
+                ended: false,
+            };
+            let stream = async_stream(before, gate, after, hang_up);
             sse(Body::from_stream(stream))
         }
         Streamed::Staged { stages, gates } => {
@@ -291,10 +313,12 @@ fn async_stream(
     before: Vec<String>,
     gate: Arc<Semaphore>,
     after: Vec<String>,
+    mut hang_up: HangUp,
 ) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> {
     let first = futures_util::stream::iter(before.into_iter().map(|t| Ok(chunk(&t))));
     let rest = futures_util::stream::once(async move {
         let permit = gate.acquire().await;
+        hang_up.ended = true;
         if let Ok(permit) = permit {
             permit.forget();
         }
@@ -364,6 +388,15 @@ impl FakeLlm {
             .into_iter()
             .filter(|(_, body)| body["stream"] != true)
             .collect()
+    }
+
+    /// How many paused streams the app hung up on before they ended (it dropped the request).
+    pub fn abandoned_streams(&self) -> usize {
+        self.script
+            .lock()
+            .unwrap()
+            .abandoned
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The streamed (reply) requests so far.
