@@ -313,10 +313,12 @@ fn async_stream(
     before: Vec<String>,
     gate: Arc<Semaphore>,
     after: Vec<String>,
-    mut hang_up: HangUp,
+    hang_up: HangUp,
 ) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> {
     let first = futures_util::stream::iter(before.into_iter().map(|t| Ok(chunk(&t))));
     let rest = futures_util::stream::once(async move {
+        // Moved in whole (a field alone would be captured otherwise): it lives as long as the stream.
+        let mut hang_up = hang_up;
         let permit = gate.acquire().await;
         hang_up.ended = true;
         if let Ok(permit) = permit {
