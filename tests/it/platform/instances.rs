@@ -586,16 +586,40 @@ mod postgres {
     #[tokio::test]
     async fn the_periodic_sweep_runs_on_one_instance_at_a_time_over_a_shared_bucket() {
         require_postgres();
+        let faketime = crate::support::process::faketime_library();
         let llm = FakeLlm::start().await;
         let bucket = crate::support::s3::create_bucket().await;
         let dir = tempfile::tempdir().expect("temp dir");
         let database = TestDatabase::create(Backend::Postgres, dir.path()).await;
+        // An orphan (a picture file of ours that no row names) and a file that is not ours. The bucket's
+        // clock stamps them now; the instances' clocks run two hours ahead, so for them the orphan is past
+        // the grace period (an hour) and goes.
+        let object = |key: &str| format!("{}/{bucket}/media/{key}", crate::support::s3::endpoint());
+        let orphan = format!("{}/{}.jpg", uuid::Uuid::now_v7(), "e".repeat(64));
+        let client = reqwest::Client::new();
+        for (key, body) in [
+            (orphan.as_str(), vec![1_u8; 700]),
+            ("notes/README.txt", b"not ours".to_vec()),
+        ] {
+            let put = client
+                .put(object(key))
+                .body(body)
+                .send()
+                .await
+                .expect("put");
+            assert!(put.status().is_success(), "put {key}: {}", put.status());
+        }
         let on = |name: &str| {
             let mut vars = vars(
                 &database.url,
                 dir.path(),
                 &llm,
-                &[("INSTANCE_NAME", name), ("CLEANUP_INTERVAL_MINUTES", "60")],
+                &[
+                    ("INSTANCE_NAME", name),
+                    ("CLEANUP_INTERVAL_MINUTES", "60"),
+                    ("LD_PRELOAD", faketime),
+                    ("FAKETIME", "+2h"),
+                ],
             );
             vars.extend(crate::support::s3::vars_for(&bucket));
             vars
@@ -637,6 +661,24 @@ mod postgres {
             counts().await,
             (1.0, 1.0),
             "one sweep of the bucket succeeded, the other instance skipped it"
+        );
+        // Anonymous reads of objects are refused by the server; its listing is not.
+        let listing = client
+            .get(format!(
+                "{}/{bucket}?list-type=2&prefix=media/",
+                crate::support::s3::endpoint()
+            ))
+            .send()
+            .await
+            .expect("list")
+            .text()
+            .await
+            .expect("listing");
+        let listed = |key: &str| listing.contains(&format!("<Key>media/{key}</Key>"));
+        assert!(!listed(&orphan), "the orphan was deleted: {listing}");
+        assert!(
+            listed("notes/README.txt"),
+            "what is not ours stays: {listing}"
         );
     }
 
