@@ -5,10 +5,11 @@ use companion_hub::db_dispatch;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use super::setup;
+use super::{newest_message, send_with_picture, setup};
 use crate::support::Backend;
 use crate::support::fake_images::FakeImages;
 use crate::support::images::encoded;
+use crate::support::sse::{last, read_all};
 
 #[tokio::test]
 async fn an_unreachable_bucket_is_reported_and_refuses_pictures_with_a_clear_message() {
@@ -83,4 +84,30 @@ async fn an_unreachable_bucket_is_reported_and_refuses_pictures_with_a_clear_mes
         )
         .await;
     assert!(shown["portrait_url"].is_null(), "{shown}");
+
+    // A reply that asked for a picture: the reply is kept, the picture's absence is explained, and the
+    // message names no picture.
+    let (status, started) = send_with_picture(&alice, &companion, "A picture, please").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{started}");
+    let events = read_all(&alice, started["stream_url"].as_str().unwrap()).await;
+    assert!(last(&events, "image").is_none(), "{events:?}");
+    let done = last(&events, "done").expect("the reply is still stored");
+    assert_eq!(done.data["content"], "Hello, wörld!");
+    let reason = done.data["image_error"]
+        .as_str()
+        .expect("the reason")
+        .to_owned();
+    assert!(reason.contains("storage"), "{reason}");
+    assert!(
+        !reason.contains(&endpoint),
+        "no address in the reason: {reason}"
+    );
+    let message = newest_message(&alice, &companion).await;
+    assert!(message["image"].is_null(), "{message}");
+    assert_eq!(message["image_error"], reason.as_str());
+    let rows: i64 = db_dispatch!(&app.db, pool => sqlx::query_scalar("SELECT COUNT(*) FROM images")
+        .fetch_one(pool)
+        .await)
+    .unwrap();
+    assert_eq!(rows, 0, "no row refers to a picture that was not stored");
 }
