@@ -1,5 +1,6 @@
-//! A media store that does not answer (a bucket whose server is down): the health report says so, and an
-//! upload or a picture fails with a clear 503 and leaves nothing that points at a file that was not stored.
+//! A media store that does not answer (a bucket whose server is down): the health report says so, an upload
+//! or a picture fails with a clear 503, a reply keeps its text and says why it has no picture, and nothing
+//! points at a file that was not stored.
 
 use companion_hub::db_dispatch;
 use reqwest::{Method, StatusCode};
