@@ -377,6 +377,116 @@ mod postgres {
         );
     }
 
+    /// Reads `url` on b from the start to the end on one connection; `shown` is notified once the client
+    /// shows `first` (b follows the run by then).
+    fn live_reader_on_b(
+        alice: &Visitor,
+        b: &ServerProcess,
+        url: &str,
+        first: &'static str,
+    ) -> (
+        tokio::task::JoinHandle<Vec<SseEvent>>,
+        Arc<tokio::sync::Notify>,
+    ) {
+        let shown = Arc::new(tokio::sync::Notify::new());
+        let (on_b, url, told) = (alice.on(b.url("")), url.to_owned(), shown.clone());
+        let reader = tokio::spawn(async move {
+            read(&on_b, &url, None, |events| {
+                if text_of(events) == first {
+                    told.notify_one();
+                }
+                false
+            })
+            .await
+        });
+        (reader, shown)
+    }
+
+    #[tokio::test]
+    async fn a_stream_on_the_other_instance_stays_exact_while_its_listener_is_cut() {
+        require_postgres();
+        let llm = FakeLlm::start().await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let database = TestDatabase::create(Backend::Postgres, dir.path()).await;
+        let (_a, b, alice, companion) = two_instances(&llm, dir.path(), &database, &[]).await;
+        let hold = gate();
+        llm.stream(Streamed::Paused {
+            before: pieces(&["Über", " die "]),
+            gate: hold.clone(),
+            after: pieces(&["Brücke", " gehen", " wir."]),
+        });
+        let (status, started) = send(&alice, &companion, "Wohin?").await;
+        assert!(status.is_success(), "{status}: {started}");
+        let url = started["stream_url"].as_str().unwrap().to_owned();
+        let (reader, shown) = live_reader_on_b(&alice, &b, &url, "Über die");
+        shown.notified().await;
+        // The listening connections drop while the client stays connected to b.
+        let admin = sqlx::PgPool::connect(&database.url).await.expect("connect");
+        let cut: Vec<bool> = sqlx::query_scalar(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND query ILIKE 'LISTEN%'",
+        )
+        .fetch_all(&admin)
+        .await
+        .expect("terminate");
+        assert!(!cut.is_empty(), "the instances listen");
+        hold.add_permits(1);
+        let events = reader.await.expect("reader");
+        assert_never_told_elsewhere(&events);
+        let stored = last(&events, "done").expect("the end reaches b").data["content"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(stored, "Über die Brücke gehen wir.");
+        // Nothing lost or repeated on the open stream: its tokens (after a reset, if one came) are the reply.
+        let after_reset = events
+            .iter()
+            .rposition(|e| e.event == "reset")
+            .map_or(&events[..], |at| &events[at + 1..]);
+        assert_eq!(text_of(after_reset), stored, "{events:?}");
+    }
+
+    #[tokio::test]
+    async fn a_piece_too_long_for_one_notification_reaches_the_other_instance_whole() {
+        require_postgres();
+        let llm = FakeLlm::start().await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let database = TestDatabase::create(Backend::Postgres, dir.path()).await;
+        let (a, b, alice, companion) = two_instances(&llm, dir.path(), &database, &[]).await;
+        // 6,000 bytes in one piece: more than one notification may carry (it goes without its text, and
+        // b reads the run for it).
+        let long = "Brücke ".repeat(750);
+        let hold = gate();
+        llm.stream(Streamed::Paused {
+            before: pieces(&["Über", " die "]),
+            gate: hold.clone(),
+            after: vec![long.clone(), "Ende.".to_owned()],
+        });
+        let (status, started) = send(&alice, &companion, "Wohin?").await;
+        assert!(status.is_success(), "{status}: {started}");
+        let url = started["stream_url"].as_str().unwrap().to_owned();
+        let (reader, shown) = live_reader_on_b(&alice, &b, &url, "Über die");
+        shown.notified().await;
+        hold.add_permits(1);
+        let events = reader.await.expect("reader");
+        assert_never_told_elsewhere(&events);
+        let expected = format!("Über die {long}Ende.");
+        assert_eq!(
+            last(&events, "done").expect("the end reaches b").data["content"],
+            expected.as_str()
+        );
+        assert!(events.iter().all(|e| e.event != "reset"), "no reset needed");
+        assert_eq!(
+            text_of(&events),
+            expected,
+            "token by token, nothing lost or repeated"
+        );
+        assert!(
+            token_notices(&a, "sent", "postgres").await >= 1.0,
+            "a sent tokens"
+        );
+    }
+
     /// Two instances on one PostgreSQL database with `extra` settings, and Alice with a companion on a.
     async fn two_instances(
         llm: &FakeLlm,
