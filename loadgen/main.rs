@@ -446,11 +446,24 @@ async fn chat_load(
     let phase = watch.phase();
     let until = Instant::now() + Duration::from_secs_f64(args.seconds);
     let steady = args.scenario == Scenario::Steady;
+    // Steady chats start spread over one reply's length, so their Sends arrive evenly. Started together,
+    // replies of equal length keep them in step: every reply's length brought a burst of every chat's Send,
+    // which is the burst scenario's case, not a steady load.
+    let reply_length = Duration::from_millis(args.first_token_ms)
+        + Duration::from_secs_f64(f64::from(args.tokens) / args.tokens_per_second);
+    let count = u32::try_from(chats.len()).unwrap_or(u32::MAX).max(1);
     let tasks: Vec<_> = chats
         .into_iter()
-        .map(|(user, companion)| {
+        .enumerate()
+        .map(|(index, (user, companion))| {
             let (results, errors) = (results.clone(), errors.clone());
+            let offset = if steady {
+                reply_length * u32::try_from(index).unwrap_or(0) / count
+            } else {
+                Duration::ZERO
+            };
             tokio::spawn(async move {
+                tokio::time::sleep(offset).await;
                 let mut turn = 0;
                 loop {
                     turn += 1;

@@ -5,6 +5,7 @@
 //! booleans, JSON). Uniqueness and integrity live in the schema; callers map constraint violations to
 //! field errors instead of checking first. `db/` knows nothing of HTTP.
 
+mod busy;
 mod clock;
 mod file_lock;
 pub mod migrate;
@@ -61,9 +62,8 @@ use sqlx::sqlite::{
 
 use crate::config::redact_url;
 
-/// How long a query waits for a free connection, and SQLite for a write lock.
+/// How long a query waits for a free connection (SQLite's wait for the write lock: [`busy::LIMIT`]).
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
-const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A connection pool for one of the two supported databases.
 #[derive(Clone, Debug)]
@@ -164,7 +164,7 @@ impl Db {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
-                .busy_timeout(SQLITE_BUSY_TIMEOUT);
+                .busy_timeout(busy::LIMIT);
             let file = options.get_filename().to_owned();
             if let Some(folder) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
                 create_folder(folder).await?;
@@ -184,6 +184,15 @@ impl Db {
                 // checkout is a round trip to the connection's thread: as many hand-overs as the
                 // statements themselves (docs/performance.md).
                 .test_before_acquire(false)
+                .after_connect(|connection, _| {
+                    Box::pin(async move {
+                        let mut handle = connection.lock_handle().await?;
+                        if !busy::install(handle.as_raw_handle()) {
+                            tracing::warn!("SQLite refused our busy handler; it waits its own way");
+                        }
+                        Ok(())
+                    })
+                })
                 .connect_with(options)
                 .await
                 .map_err(|source| ConnectError::Unreachable { url: shown, source })?;

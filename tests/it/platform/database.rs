@@ -399,11 +399,36 @@ async fn sqlite_runs_with_wal_foreign_keys_and_creates_its_folder() {
         .await
         .unwrap();
     assert_eq!(foreign_keys, 1);
-    let busy: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
-        .fetch_one(pool)
+    // A write waits while another connection holds the write lock, and goes through once it is free.
+    use sqlx::ConnectOptions;
+    sqlx::query("CREATE TABLE waits (n INTEGER)")
+        .execute(pool)
         .await
         .unwrap();
-    assert!(busy >= 1000);
+    let mut other = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(dir.path().join("nested/deeper/hub.db"))
+        .connect()
+        .await
+        .unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let writer = {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            sqlx::query("INSERT INTO waits (n) VALUES (1)")
+                .execute(&pool)
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!writer.is_finished(), "the write waits for the lock");
+    sqlx::query("COMMIT").execute(&mut other).await.unwrap();
+    writer
+        .await
+        .unwrap()
+        .expect("the write goes through once the lock is free");
 }
 
 #[tokio::test]
