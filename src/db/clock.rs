@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 
 use super::{Db, Timestamp};
 
+/// How far behind the time carried forward a new reading may be and still count as the round trip's noise.
+pub const ROUND_TRIP_NOISE: Duration = Duration::from_millis(500);
+
 /// The database's time as this process knows it.
 #[derive(Debug)]
 pub struct DbClock {
@@ -45,14 +48,28 @@ impl DbClock {
         at + taken.elapsed()
     }
 
-    /// Reads the database's clock again (the heartbeat does, every few seconds).
+    /// Reads the database's clock again (the heartbeat does, every few seconds). A reading at most
+    /// [`ROUND_TRIP_NOISE`] behind the time carried forward does not move the clock back: a reading is placed
+    /// half way through its round trip, and a slow, lopsided trip (a busy machine) puts it that far behind
+    /// without the database's clock having gone back. A larger difference is a real correction and is taken.
     pub async fn resync(&self, db: &Db) -> Result<(), sqlx::Error> {
-        let reading = reading(db).await?;
-        *self
+        let (taken, read) = reading(db).await?;
+        let mut anchor = self
             .anchor
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = reading;
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *anchor = (taken, next_time(*anchor, taken, read));
         Ok(())
+    }
+}
+
+/// The time a clock anchored at `anchor` takes for a reading `read` taken at `taken` (see `resync`).
+fn next_time(anchor: (Instant, Timestamp), taken: Instant, read: Timestamp) -> Timestamp {
+    let carried = anchor.1 + taken.saturating_duration_since(anchor.0);
+    if read < carried && read + ROUND_TRIP_NOISE >= carried {
+        carried
+    } else {
+        read
     }
 }
 
@@ -93,10 +110,27 @@ mod tests {
         let read = clock.now();
         assert!(clock.now() >= read, "monotonic between readings");
         clock.resync(&db).await.expect("a second reading");
-        // SQLite gives milliseconds: a new reading may land up to one of them behind the carried-forward time.
-        assert!(
-            clock.now() + Duration::from_millis(2) >= read,
-            "no step back on resync"
+        // SQLite gives milliseconds, and a slow round trip places a reading early: neither steps back.
+        assert!(clock.now() >= read, "no step back on resync");
+    }
+
+    #[test]
+    fn a_reading_a_little_behind_keeps_the_time_and_a_real_correction_is_taken() {
+        let start = Timestamp::from_unix_seconds(1_000_000).unwrap();
+        let anchor = (Instant::now(), start);
+        let taken = anchor.0 + Duration::from_secs(3);
+        let carried = start + Duration::from_secs(3);
+        let ms = Duration::from_millis;
+        assert_eq!(next_time(anchor, taken, carried - ms(40)), carried, "noise");
+        assert_eq!(
+            next_time(anchor, taken, carried + ms(40)),
+            carried + ms(40),
+            "ahead: taken"
+        );
+        assert_eq!(
+            next_time(anchor, taken, carried - Duration::from_secs(2)),
+            carried - Duration::from_secs(2),
+            "the database's clock went back: taken"
         );
     }
 
