@@ -49,7 +49,7 @@ impl DbClock {
     }
 
     /// Reads the database's clock again (the heartbeat does, every few seconds). A reading at most
-    /// [`ROUND_TRIP_NOISE`] behind the time carried forward does not move the clock back: a reading is placed
+    /// `ROUND_TRIP_NOISE` behind the time carried forward does not move the clock back: a reading is placed
     /// half way through its round trip, and a slow, lopsided trip (a busy machine) puts it that far behind
     /// without the database's clock having gone back. A larger difference is a real correction and is taken.
     pub async fn resync(&self, db: &Db) -> Result<(), sqlx::Error> {

@@ -62,7 +62,7 @@ use sqlx::sqlite::{
 
 use crate::config::redact_url;
 
-/// How long a query waits for a free connection (SQLite's wait for the write lock: [`busy::LIMIT`]).
+/// How long a query waits for a free connection (SQLite's wait for the write lock: `busy::LIMIT`).
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A connection pool for one of the two supported databases.

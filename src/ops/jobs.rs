@@ -2,7 +2,9 @@
 //!
 //! Every instance ticks on the job's interval and tries to take the job's lease in `job_leases` with
 //! one atomic upsert; only the instance that gets it runs the job. The lease lasts almost one interval,
-//! so across the whole deployment the job runs about once per interval, whichever instances are up.
+//! so across the whole deployment the job runs about once per interval, whichever instances are up; while
+//! the job runs its lease is renewed, so a run longer than an interval (a large bucket to sweep) is never
+//! joined by another instance's.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -115,7 +117,14 @@ where
                     continue;
                 }
             }
-            let outcome = match job().await {
+            let result = tokio::select! {
+                result = job() => result,
+                () = keep_lease(&leases, name, lease) => {
+                    // Only when the lease could not be renewed in time: another instance may run it now.
+                    Err(anyhow::anyhow!("stopped: its lease lapsed while it ran"))
+                }
+            };
+            let outcome = match result {
                 Ok(()) => "success",
                 Err(err) => {
                     tracing::warn!(
@@ -133,4 +142,19 @@ where
             }
         }
     })
+}
+
+/// Renews the lease on `name` every third of its length for as long as the job runs; returns only when it
+/// no longer holds it (its renewals failed until it lapsed and another instance took it).
+async fn keep_lease(leases: &JobLeases, name: &str, lease: Duration) {
+    loop {
+        tokio::time::sleep(lease / 3).await;
+        match leases.try_claim(name, lease, leases.now()).await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(err) => {
+                tracing::warn!(job = name, error = %err, "cannot renew a periodic job's lease");
+            }
+        }
+    }
 }

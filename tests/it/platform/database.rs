@@ -203,6 +203,52 @@ async fn a_periodic_job_lease_is_held_by_one_instance_at_a_time(backend: Backend
     second.record_run("purge", expired).await.unwrap();
 }
 
+/// A run of a periodic job that lasts longer than its lease keeps the lease: no other instance runs the job
+/// meanwhile (interval 300 ms, lease 270 ms, a run of 2 s).
+async fn a_periodic_job_running_longer_than_its_lease_keeps_it(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let job = |runs: std::sync::Arc<std::sync::atomic::AtomicUsize>| {
+        move || {
+            let runs = runs.clone();
+            async move {
+                runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                Ok(())
+            }
+        }
+    };
+    let interval = Duration::from_millis(300);
+    let first = companion_hub::ops::jobs::spawn_periodic(
+        JobLeases::new(app.db.clone(), "instance-a"),
+        "long-job",
+        interval,
+        job(runs.clone()),
+    );
+    assert!(
+        crate::support::wait_until(Duration::from_secs(5), || async {
+            runs.load(std::sync::atomic::Ordering::SeqCst) == 1
+        })
+        .await,
+        "a runs the job"
+    );
+    // b ticks every 300 ms through a's whole run, well past the 270 ms lease.
+    let second = companion_hub::ops::jobs::spawn_periodic(
+        JobLeases::new(app.db.clone(), "instance-b"),
+        "long-job",
+        interval,
+        job(runs.clone()),
+    );
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(
+        runs.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "b did not join a's run"
+    );
+    first.abort();
+    second.abort();
+}
+
 async fn concurrent_claims_give_the_lease_to_exactly_one(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let now = Timestamp::now();
@@ -378,6 +424,7 @@ on_both_backends!(
     timestamps_compare_in_time_order_in_sql,
     a_periodic_job_lease_is_held_by_one_instance_at_a_time,
     concurrent_claims_give_the_lease_to_exactly_one,
+    a_periodic_job_running_longer_than_its_lease_keeps_it,
     instances_claiming_one_orphaned_run_at_once_get_it_once,
 );
 
