@@ -347,15 +347,7 @@ mod postgres {
         let cut_at = Instant::now();
         // The listening connections drop (a restarted PostgreSQL, a proxy's idle cut): b listens again and
         // catches up from the database, nothing lost or repeated.
-        let admin = sqlx::PgPool::connect(&database.url).await.expect("connect");
-        let cut: Vec<bool> = sqlx::query_scalar(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-         WHERE datname = current_database() AND query ILIKE 'LISTEN%'",
-        )
-        .fetch_all(&admin)
-        .await
-        .expect("terminate");
-        assert!(!cut.is_empty(), "the instances listen");
+        cut_listeners(&database).await;
         hold.add_permits(1);
         // It reconnects to b with its last id: the rest, byte for byte, no reset.
         let stored = rest_on_b(&alice, &b, &url, &offset).await;
@@ -409,27 +401,11 @@ mod postgres {
         let dir = tempfile::tempdir().expect("temp dir");
         let database = TestDatabase::create(Backend::Postgres, dir.path()).await;
         let (_a, b, alice, companion) = two_instances(&llm, dir.path(), &database, &[]).await;
-        let hold = gate();
-        llm.stream(Streamed::Paused {
-            before: pieces(&["Über", " die "]),
-            gate: hold.clone(),
-            after: pieces(&["Brücke", " gehen", " wir."]),
-        });
-        let (status, started) = send(&alice, &companion, "Wohin?").await;
-        assert!(status.is_success(), "{status}: {started}");
-        let url = started["stream_url"].as_str().unwrap().to_owned();
+        let (url, hold) = held_reply_sent(&llm, &alice, &companion).await;
         let (reader, shown) = live_reader_on_b(&alice, &b, &url, "Über die");
         shown.notified().await;
         // The listening connections drop while the client stays connected to b.
-        let admin = sqlx::PgPool::connect(&database.url).await.expect("connect");
-        let cut: Vec<bool> = sqlx::query_scalar(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE datname = current_database() AND query ILIKE 'LISTEN%'",
-        )
-        .fetch_all(&admin)
-        .await
-        .expect("terminate");
-        assert!(!cut.is_empty(), "the instances listen");
+        cut_listeners(&database).await;
         hold.add_permits(1);
         let events = reader.await.expect("reader");
         assert_never_told_elsewhere(&events);
@@ -504,14 +480,13 @@ mod postgres {
         (a, b, alice, companion)
     }
 
-    /// Sends on a while the model holds its reply after "Über die"; reads on b until the client shows it.
-    /// The stream URL, the id of the last event seen, and the gate.
-    async fn sent_on_a_shown_on_b(
+    /// Sends a message (on whichever instance `alice` talks to) whose reply the model holds after "Über die"
+    /// until the gate opens; the stream URL and the gate.
+    async fn held_reply_sent(
         llm: &FakeLlm,
         alice: &Visitor,
         companion: &str,
-        b: &ServerProcess,
-    ) -> (String, String, Arc<Semaphore>) {
+    ) -> (String, Arc<Semaphore>) {
         let hold = gate();
         llm.stream(Streamed::Paused {
             // A trailing space is held back until more text follows (the exact-text rule), so the client
@@ -522,7 +497,31 @@ mod postgres {
         });
         let (status, started) = send(alice, companion, "Wohin?").await;
         assert!(status.is_success(), "{status}: {started}");
-        let url = started["stream_url"].as_str().unwrap().to_owned();
+        (started["stream_url"].as_str().unwrap().to_owned(), hold)
+    }
+
+    /// Drops every listening connection of the test's database (a restarted PostgreSQL, a proxy's idle cut).
+    async fn cut_listeners(database: &TestDatabase) {
+        let admin = sqlx::PgPool::connect(&database.url).await.expect("connect");
+        let cut: Vec<bool> = sqlx::query_scalar(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND query ILIKE 'LISTEN%'",
+        )
+        .fetch_all(&admin)
+        .await
+        .expect("terminate");
+        assert!(!cut.is_empty(), "the instances listen");
+    }
+
+    /// Sends on a while the model holds its reply after "Über die"; reads on b until the client shows it.
+    /// The stream URL, the id of the last event seen, and the gate.
+    async fn sent_on_a_shown_on_b(
+        llm: &FakeLlm,
+        alice: &Visitor,
+        companion: &str,
+        b: &ServerProcess,
+    ) -> (String, String, Arc<Semaphore>) {
+        let (url, hold) = held_reply_sent(llm, alice, companion).await;
         let first = read(&alice.on(b.url("")), &url, None, |events| {
             text_of(events) == "Über die"
         })
