@@ -29,7 +29,7 @@ use crate::db::migrate::{self, MigrationError};
 use crate::db::{ConnectError, Db, InstanceLock, Timestamp};
 use crate::engine::bus::RedisBus;
 use crate::engine::instances::{self, Instance};
-use crate::engine::{LocalEngine, Relay, RunExecutor, StreamHub};
+use crate::engine::{Engine, LocalEngine, Relay, RunExecutor, StreamHub};
 use crate::error::AppError;
 use crate::media::generate::Imaging;
 use crate::media::{self, MediaStorage};
@@ -148,27 +148,14 @@ impl App {
             .and_then(|listener| listener.local_addr().ok())
     }
 
-    /// Serves HTTP on `listener` until `shutdown` resolves, then finishes in-flight requests.
-    pub async fn serve(
-        mut self,
-        listener: TcpListener,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
-        let bound = listener.local_addr()?;
-        // One process serves a SQLite database: held until this function returns (or the process dies).
-        let serving_lock = match self.db.sqlite_file() {
-            Some(file) => Some(InstanceLock::try_acquire(&file).map_err(std::io::Error::other)?),
-            None => None,
-        };
+    /// What executes runs in a process that serves or works: this instance in the registry (with its
+    /// heartbeat), the stream hub, the executor and, on PostgreSQL, the relay.
+    async fn run_parts(&self, name: String, only_one: bool) -> std::io::Result<RunParts> {
         let identity = instances::Identity {
-            name: self
-                .config
-                .instance_name
-                .clone()
-                .unwrap_or_else(|| instances::default_name(bound.port())),
+            name,
             timeout: self.config.instance_timeout,
         };
-        let registry = Instance::new(&self.db, identity, serving_lock.is_some());
+        let registry = Instance::new(&self.db, identity, only_one);
         if let Err(err) = registry.register().await {
             tracing::warn!(error = %err, "cannot register this instance yet; every heartbeat tries again");
         }
@@ -199,7 +186,6 @@ impl App {
         )
         .with_reply_slots(self.config.max_active_replies)
         .with_lease(self.config.run_lease);
-        let executor: Arc<dyn RunExecutor> = Arc::new(executor);
         let redis = match &self.config.redis {
             Some(redis) => Some(
                 RedisBus::new(redis.url.expose(), &redis.key_prefix, &instance)
@@ -207,13 +193,121 @@ impl App {
             ),
             None => None,
         };
-        let (relay, relay_task) = match Relay::start(&self.db, hub.clone(), executor.clone(), redis)
-        {
+        let shared: Arc<dyn RunExecutor> = Arc::new(executor.clone());
+        let (relay, relay_task) = match Relay::start(&self.db, hub.clone(), shared.clone(), redis) {
             Some((relay, task)) => (Some(relay), Some(task)),
             None => (None, None),
         };
-        let engine = LocalEngine::new(executor);
-        let state = self.state(bound, engine.clone(), hub, relay, imaging, registry.clock());
+        Ok(RunParts {
+            registry,
+            heartbeat,
+            hub,
+            executor,
+            shared,
+            relay,
+            relay_task,
+            imaging,
+        })
+    }
+
+    /// The engine `WORKFLOW_ENGINE` names, its sweeper and (Temporal, `WORKER_IN_PROCESS`) a worker here.
+    fn engine(&self, parts: &RunParts) -> std::io::Result<EngineParts> {
+        let Some(temporal) = self.config.workflow_engine.temporal() else {
+            let engine = LocalEngine::new(parts.shared.clone());
+            // Unfinished runs left by a previous start (or a crashed instance) are resumed now and then.
+            let sweeper = engine.spawn_sweeper(RUN_SWEEP_INTERVAL);
+            return Ok(EngineParts {
+                engine: Engine::Local(engine.clone()),
+                local: Some(engine),
+                sweeper,
+                probe: Some(Check::live("local", Arc::new(InProcessProbe))),
+                reachable: None,
+                worker: None,
+            });
+        };
+        self.temporal_engine(parts, temporal, temporal.worker_in_process)
+    }
+
+    #[cfg(feature = "temporal")]
+    fn temporal_engine(
+        &self,
+        parts: &RunParts,
+        temporal: &crate::config::TemporalConfig,
+        with_worker: bool,
+    ) -> std::io::Result<EngineParts> {
+        use crate::chat::temporal::{
+            TemporalClient, TemporalEngine, TemporalProbe, TemporalReachability,
+            activities::ChatActivities, worker::WorkerThread,
+        };
+        let client = TemporalClient::new(temporal, parts.registry.id());
+        let engine = Arc::new(TemporalEngine::new(
+            client.clone(),
+            temporal,
+            self.config.run_deadline,
+        ));
+        let sweeper = engine.spawn_sweeper(parts.executor.clone(), RUN_SWEEP_INTERVAL);
+        let worker = match with_worker {
+            true => Some(WorkerThread::spawn(
+                client.clone(),
+                ChatActivities::new(
+                    parts.executor.clone(),
+                    parts.hub.clone(),
+                    parts.relay.clone(),
+                    tokio::runtime::Handle::current(),
+                ),
+            )?),
+            false => None,
+        };
+        Ok(EngineParts {
+            engine: Engine::External(engine),
+            local: None,
+            sweeper,
+            probe: Some(Check::cached(
+                "temporal",
+                Arc::new(TemporalProbe(client.clone())),
+                TEMPORAL_CACHE_TTL,
+            )),
+            reachable: Some(Check::cached(
+                "temporal",
+                Arc::new(TemporalReachability(client)),
+                TEMPORAL_CACHE_TTL,
+            )),
+            worker: worker.map(EngineWorker),
+        })
+    }
+
+    #[cfg(not(feature = "temporal"))]
+    fn temporal_engine(
+        &self,
+        _parts: &RunParts,
+        _temporal: &crate::config::TemporalConfig,
+        _with_worker: bool,
+    ) -> std::io::Result<EngineParts> {
+        Err(std::io::Error::other(
+            "WORKFLOW_ENGINE=temporal: this binary was built without Temporal (--features temporal)",
+        ))
+    }
+
+    /// Serves HTTP on `listener` until `shutdown` resolves, then finishes in-flight requests.
+    pub async fn serve(
+        mut self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let bound = listener.local_addr()?;
+        // One process serves a SQLite database: held until this function returns (or the process dies).
+        let serving_lock = match self.db.sqlite_file() {
+            Some(file) => Some(InstanceLock::try_acquire(&file).map_err(std::io::Error::other)?),
+            None => None,
+        };
+        let name = self
+            .config
+            .instance_name
+            .clone()
+            .unwrap_or_else(|| instances::default_name(bound.port()));
+        let parts = self.run_parts(name, serving_lock.is_some()).await?;
+        let mut engine = self.engine(&parts)?;
+        let state = self.state(bound, &parts, &mut engine);
         let router = router(state.clone());
         let metrics_server = self.metrics_listener.take().map(|metrics_listener| {
             let address = metrics_listener.local_addr().ok();
@@ -226,11 +320,10 @@ impl App {
                 }
             })
         });
-        // Unfinished runs left by a previous start (or a crashed instance) are resumed now and then.
-        let sweeper = engine.spawn_sweeper(RUN_SWEEP_INTERVAL);
 
         let purge = ops::jobs::spawn_periodic(
-            JobLeases::new(self.db.clone(), instance.clone()).timed_by(registry.clock()),
+            JobLeases::new(self.db.clone(), parts.registry.id().to_string())
+                .timed_by(parts.registry.clock()),
             "purge-expired",
             PURGE_INTERVAL,
             {
@@ -242,7 +335,8 @@ impl App {
         );
         let cleanup = self.config.cleanup.interval.map(|interval| {
             ops::jobs::spawn_periodic(
-                JobLeases::new(self.db.clone(), instance.clone()).timed_by(registry.clock()),
+                JobLeases::new(self.db.clone(), parts.registry.id().to_string())
+                    .timed_by(parts.registry.clock()),
                 "cleanup-images",
                 interval,
                 {
@@ -258,20 +352,12 @@ impl App {
                 },
             )
         });
-        let upkeep = {
-            let metrics = self.metrics.clone();
-            tokio::spawn(async move {
-                let mut ticker = tokio::time::interval(Duration::from_secs(5));
-                loop {
-                    ticker.tick().await;
-                    metrics.run_upkeep();
-                }
-            })
-        };
+        let upkeep = self.spawn_upkeep();
 
         tracing::info!(
             address = %bound,
             database = self.db.backend().name(),
+            engine = self.config.workflow_engine.name(),
             version = env!("CARGO_PKG_VERSION"),
             "companion hub is listening"
         );
@@ -297,28 +383,91 @@ impl App {
         if let Some(cleanup) = cleanup {
             cleanup.abort();
         }
-        sweeper.abort();
-        if let Some(relay_task) = relay_task {
-            relay_task.abort();
-        }
-        engine.shutdown().await;
-        heartbeat.abort();
-        registry.deregister().await;
+        engine.stop().await;
+        parts.stop().await;
         self.db.close().await;
         drop(serving_lock);
         tracing::info!("companion hub stopped");
         served
     }
 
-    fn state(
-        &self,
-        bound: SocketAddr,
-        engine: Arc<LocalEngine>,
-        hub: Arc<StreamHub>,
-        relay: Option<Arc<Relay>>,
-        imaging: Imaging,
-        clock: Arc<crate::db::DbClock>,
-    ) -> AppState {
+    /// `companion-hub worker`: only a Temporal worker (no pages), with `/metrics`, `/api/health` and
+    /// `/api/ready` on `WORKER_LISTEN_ADDR` when set, until `shutdown` resolves.
+    pub async fn work(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let Some(temporal) = self.config.workflow_engine.temporal() else {
+            return Err(std::io::Error::other(
+                "`worker` runs Temporal workers: set WORKFLOW_ENGINE=temporal",
+            ));
+        };
+        if self.db.sqlite_file().is_some() {
+            return Err(std::io::Error::other(
+                "`worker` needs PostgreSQL: a separate worker streams replies to the web instances through it",
+            ));
+        }
+        let listener = match temporal.worker_listen_addr {
+            Some(address) => Some(TcpListener::bind(address).await.map_err(|err| {
+                std::io::Error::other(format!(
+                    "cannot listen on WORKER_LISTEN_ADDR {address}: {err}"
+                ))
+            })?),
+            None => None,
+        };
+        let name =
+            self.config.instance_name.clone().unwrap_or_else(|| {
+                format!("{}-worker-{}", instances::host_name(), std::process::id())
+            });
+        let parts = self.run_parts(name, false).await?;
+        let mut engine = self.temporal_engine(&parts, temporal, true)?;
+        let bound = listener
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok())
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+        let state = self.state(bound, &parts, &mut engine);
+        let server = listener.map(|listener| {
+            tracing::info!(address = %bound, "the worker serves /metrics and its health");
+            let app = ops::worker_router(state.clone());
+            tokio::spawn(async move {
+                if let Err(err) = axum::serve(listener, app).await {
+                    tracing::error!(error = %err, "the worker's listener stopped");
+                }
+            })
+        });
+        let upkeep = self.spawn_upkeep();
+        tracing::info!(
+            database = self.db.backend().name(),
+            task_queue = %temporal.task_queue,
+            version = env!("CARGO_PKG_VERSION"),
+            "companion hub worker started"
+        );
+        shutdown.await;
+        upkeep.abort();
+        if let Some(server) = server {
+            server.abort();
+        }
+        engine.stop().await;
+        parts.stop().await;
+        self.db.close().await;
+        tracing::info!("companion hub worker stopped");
+        Ok(())
+    }
+
+    /// Keeps the metrics' histograms fresh.
+    fn spawn_upkeep(&self) -> tokio::task::JoinHandle<()> {
+        let metrics = self.metrics.clone();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                ticker.tick().await;
+                metrics.run_upkeep();
+            }
+        })
+    }
+
+    fn state(&self, bound: SocketAddr, parts: &RunParts, engine: &mut EngineParts) -> AppState {
+        let relay = parts.relay.clone();
         let config = &self.config;
         let llm = match providers::llm_probe(config, &self.http) {
             Some(probe) => Check::cached("openai_compatible", Arc::new(probe), UPSTREAM_CACHE_TTL),
@@ -342,7 +491,8 @@ impl App {
                 Arc::new(StorageProbe(self.media.clone())),
                 STORAGE_CACHE_TTL,
             ),
-            workflow_engine: Check::live(config.workflow_engine.name(), Arc::new(InProcessProbe)),
+            workflow_engine: engine.probe.take().unwrap_or_else(Check::not_configured),
+            engine_reachable: engine.reachable.take(),
             relay_bus: match relay.as_ref().and_then(|relay| relay.redis()) {
                 Some(redis) => Check::cached(
                     "redis",
@@ -369,11 +519,87 @@ impl App {
             ),
             keys: self.keys.clone(),
             media: self.media.clone(),
-            imaging,
-            engine,
-            hub,
+            imaging: parts.imaging.clone(),
+            engine: engine.engine.clone(),
+            hub: parts.hub.clone(),
             relay,
-            clock,
+            clock: parts.registry.clock(),
+        }
+    }
+}
+
+/// What runs chat runs in a serving or working process ([`App::run_parts`]).
+struct RunParts {
+    registry: Arc<Instance>,
+    heartbeat: tokio::task::JoinHandle<()>,
+    hub: Arc<StreamHub>,
+    /// What a Temporal worker's activities execute with.
+    #[cfg_attr(not(feature = "temporal"), allow(dead_code))]
+    executor: ChatExecutor,
+    shared: Arc<dyn RunExecutor>,
+    relay: Option<Arc<Relay>>,
+    relay_task: Option<tokio::task::JoinHandle<()>>,
+    imaging: Imaging,
+}
+
+impl RunParts {
+    /// Stops the relay and the heartbeat and leaves the registry.
+    async fn stop(self) {
+        if let Some(relay_task) = self.relay_task {
+            relay_task.abort();
+        }
+        self.heartbeat.abort();
+        self.registry.deregister().await;
+    }
+}
+
+/// The engine of a process, with what it runs beside ([`App::engine`]).
+struct EngineParts {
+    engine: Engine,
+    /// The in-process engine, when it is the one (stopped at shutdown).
+    local: Option<Arc<LocalEngine>>,
+    sweeper: tokio::task::JoinHandle<()>,
+    /// The `workflow_engine` health check (taken by the state).
+    probe: Option<Check>,
+    /// Whether an external engine answers (readiness).
+    reachable: Option<Check>,
+    worker: Option<EngineWorker>,
+}
+
+/// A Temporal worker running in this process.
+#[cfg(feature = "temporal")]
+struct EngineWorker(crate::chat::temporal::worker::WorkerThread);
+#[cfg(not(feature = "temporal"))]
+struct EngineWorker;
+
+/// How long a worker may take to hand its steps back at shutdown; Temporal gives what is left to another
+/// worker once the heartbeats stop.
+#[cfg(feature = "temporal")]
+const WORKER_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long the Temporal checks' results are reused.
+#[cfg(feature = "temporal")]
+const TEMPORAL_CACHE_TTL: Duration = Duration::from_secs(2);
+
+impl EngineParts {
+    /// Stops the sweeper, the in-process runs (their leases released for the next start) and the worker.
+    async fn stop(self) {
+        self.sweeper.abort();
+        if let Some(local) = self.local {
+            local.shutdown().await;
+        }
+        if let Some(worker) = self.worker {
+            #[cfg(feature = "temporal")]
+            if tokio::time::timeout(WORKER_STOP_TIMEOUT, worker.0.stop())
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    "the Temporal worker did not stop in time; Temporal retries its steps elsewhere"
+                );
+            }
+            #[cfg(not(feature = "temporal"))]
+            let EngineWorker = worker;
         }
     }
 }

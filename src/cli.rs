@@ -28,6 +28,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the web server (the default).
     Serve,
+    /// Run only a Temporal worker (WORKFLOW_ENGINE=temporal): no pages; `/metrics` and health on
+    /// WORKER_LISTEN_ADDR when set.
+    Worker,
     /// Apply pending database migrations, or show them with --status.
     Migrate {
         /// List applied and pending migrations instead of applying them.
@@ -85,6 +88,7 @@ pub fn main_entry() -> ExitCode {
     let outcome = runtime.block_on(async {
         match cli.command {
             None | Some(Command::Serve) => serve(config).await,
+            Some(Command::Worker) => worker(config).await,
             Some(Command::Migrate { status }) => {
                 migrate_command(&config, status, &mut stdout).await
             }
@@ -273,6 +277,16 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn worker(config: Config) -> anyhow::Result<()> {
+    ops::logging::init(&config)?;
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
+    let app = App::build(config).await?;
+    app.work(shutdown_signal()).await?;
+    Ok(())
+}
+
 /// Resolves on Ctrl-C (SIGINT) or SIGTERM.
 async fn shutdown_signal() {
     let interrupt = async {
@@ -337,6 +351,10 @@ mod tests {
         assert!(matches!(
             parse(&["companion-hub", "serve"]),
             Ok(Some(Command::Serve))
+        ));
+        assert!(matches!(
+            parse(&["companion-hub", "worker"]),
+            Ok(Some(Command::Worker))
         ));
         assert!(matches!(
             parse(&["companion-hub", "migrate", "--status"]),

@@ -9,7 +9,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::config::Config;
 use crate::db::Db;
-use crate::engine::{LocalEngine, StreamHub};
+use crate::engine::{Engine, StreamHub};
 use crate::media::MediaStorage;
 use crate::media::generate::Imaging;
 use crate::ops::health::HealthChecks;
@@ -43,7 +43,7 @@ pub struct AppState {
     /// Makes pictures through the configured backend.
     pub imaging: Imaging,
     /// Runs chat runs.
-    pub engine: Arc<LocalEngine>,
+    pub engine: Engine,
     /// Carries run events to stream subscribers.
     pub hub: Arc<StreamHub>,
     /// Follows runs executed on other instances (PostgreSQL; `None` on SQLite).

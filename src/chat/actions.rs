@@ -375,7 +375,7 @@ pub async fn stop(state: &AppState, current: &CurrentUser, id: Uuid) -> Result<S
     if !run.is_active() {
         return Ok(Stopped::AlreadyEnded(run.status));
     }
-    if state.engine.cancel(run.id) {
+    if state.engine.cancel(run.id).await {
         return Ok(Stopped::Stopping);
     }
     store::cancel(&state.db, &run, None, &run.partial_text).await?;

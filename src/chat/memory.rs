@@ -36,7 +36,7 @@ async fn submit_reset(
 pub async fn wipe(state: &AppState, user: &SessionUser, id: Uuid) -> Result<(), AppError> {
     let record = companions::find(state, user, id).await?;
     if let Some(run) = store::active_run(&state.db, id).await? {
-        state.engine.cancel(run);
+        state.engine.cancel(run).await;
     }
     let pictures = crate::media::store::keys_of_conversation(&state.db, id).await?;
     store::delete_conversation(&state.db, id).await?;

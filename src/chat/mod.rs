@@ -18,6 +18,8 @@ pub mod run_status;
 pub mod runner;
 pub mod store;
 mod stream;
+#[cfg(feature = "temporal")]
+pub mod temporal;
 
 use axum::Router;
 

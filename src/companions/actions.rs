@@ -132,7 +132,7 @@ pub async fn store_portrait(
 /// Stops the reply being written for a companion, if any.
 async fn stop_active_run(state: &AppState, id: Uuid) -> Result<(), AppError> {
     if let Some(run) = store::active_run(&state.db, id).await? {
-        state.engine.cancel(run);
+        state.engine.cancel(run).await;
     }
     Ok(())
 }

@@ -9,6 +9,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use ipnet::IpNet;
+use url::Url;
 
 use super::providers::{
     ANIME_DEFAULTS, ANIME_VARS, REALISTIC_DEFAULTS, REALISTIC_VARS, load_image_backend, load_llm,
@@ -20,7 +21,7 @@ use super::reader::{
 };
 use super::{
     AuthConfig, CleanupConfig, Config, ImageSettings, LogFormat, RateLimits, RedisConfig,
-    S3Storage, Secret, StorageConfig, WorkflowEngineConfig,
+    S3Storage, Secret, StorageConfig, TemporalConfig, WorkflowEngineConfig,
 };
 
 pub(super) fn load(vars: HashMap<String, String>) -> Result<Config, ConfigProblems> {
@@ -156,17 +157,13 @@ pub(super) fn load(vars: HashMap<String, String>) -> Result<Config, ConfigProble
         },
     };
 
-    let workflow_engine = r.parsed(
-        "WORKFLOW_ENGINE",
-        WorkflowEngineConfig::Local,
-        |raw| match raw.to_ascii_lowercase().as_str() {
-            "local" => Ok(WorkflowEngineConfig::Local),
-            "temporal" => {
-                Err("temporal is not available in this version yet; use local (the default)".into())
-            }
-            _ => Err(format!("must be local or temporal, got {raw:?}")),
-        },
-    );
+    let temporal = r.parsed("WORKFLOW_ENGINE", false, |raw| {
+        wants_temporal(raw, cfg!(feature = "temporal"))
+    });
+    let workflow_engine = match temporal {
+        true => WorkflowEngineConfig::Temporal(Box::new(load_temporal(&mut r, &database_url))),
+        false => WorkflowEngineConfig::Local,
+    };
 
     let interval_minutes = r.integer("CLEANUP_INTERVAL_MINUTES", 1440, 0, 30 * 24 * 60);
     let grace_minutes = r.integer("CLEANUP_GRACE_MINUTES", 60, 1, 30 * 24 * 60);
@@ -228,6 +225,72 @@ pub(super) fn load(vars: HashMap<String, String>) -> Result<Config, ConfigProble
         instance_name,
         redis,
     })
+}
+
+/// `WORKFLOW_ENGINE`: true for `temporal` — which a binary built without the `temporal` feature refuses in
+/// one line, naming the fix.
+fn wants_temporal(raw: &str, built_with_temporal: bool) -> Result<bool, String> {
+    match raw.to_ascii_lowercase().as_str() {
+        "local" => Ok(false),
+        "temporal" if built_with_temporal => Ok(true),
+        "temporal" => Err(
+            "this binary was built without Temporal: build it with `--features temporal`, or use local"
+                .into(),
+        ),
+        _ => Err(format!("must be local or temporal, got {raw:?}")),
+    }
+}
+
+/// `TEMPORAL_*` and `WORKER_*`: where Temporal is, and how steps are timed and retried there.
+fn load_temporal(r: &mut Reader, database_url: &str) -> TemporalConfig {
+    const DEFAULT_ADDRESS: &str = "http://127.0.0.1:7233";
+    let raw = r
+        .get("TEMPORAL_ADDRESS")
+        .unwrap_or_else(|| DEFAULT_ADDRESS.to_owned());
+    let address = parse_http_url(&raw).unwrap_or_else(|message| {
+        r.problem("TEMPORAL_ADDRESS", message);
+        // Never used: a configuration with a problem is refused.
+        Url::parse(DEFAULT_ADDRESS).expect("the default address is a URL")
+    });
+    let mut name = |variable: &str, default: &str| {
+        let value = r.get(variable).unwrap_or_else(|| default.to_owned());
+        if value.is_empty() || value.len() > 200 || value.chars().any(char::is_control) {
+            r.problem(variable, "must be 1 to 200 printable characters");
+        }
+        value
+    };
+    let namespace = name("TEMPORAL_NAMESPACE", "default");
+    let task_queue = name("TEMPORAL_TASK_QUEUE", "companion-chat");
+    let worker_in_process = r.boolean("WORKER_IN_PROCESS", true);
+    if !worker_in_process && !database_url.starts_with("postgres") {
+        r.problem(
+            "WORKER_IN_PROCESS",
+            "false needs PostgreSQL: a separate worker streams replies to the web instances through it",
+        );
+    }
+    let worker_listen_addr = r.get("WORKER_LISTEN_ADDR").and_then(|raw| {
+        raw.parse::<SocketAddr>()
+            .map_err(|_| {
+                r.problem(
+                    "WORKER_LISTEN_ADDR",
+                    format!("must be IP:PORT like 127.0.0.1:9200, got {raw:?}"),
+                )
+            })
+            .ok()
+    });
+    let heartbeat_timeout = r.integer("TEMPORAL_HEARTBEAT_TIMEOUT_SECS", 5, 1, 300);
+    let activity_attempts = r.integer("TEMPORAL_ACTIVITY_ATTEMPTS", 3, 1, 20);
+    let retry_initial = r.integer("TEMPORAL_RETRY_INITIAL_SECS", 1, 1, 60);
+    TemporalConfig {
+        address,
+        namespace,
+        task_queue,
+        worker_in_process,
+        worker_listen_addr,
+        heartbeat_timeout: Duration::from_secs(u64::from(heartbeat_timeout)),
+        activity_attempts,
+        retry_initial: Duration::from_secs(u64::from(retry_initial)),
+    }
 }
 
 /// `REDIS_URL` and `REDIS_KEY_PREFIX`: the Redis Streams bus between instances (engine::bus).
@@ -554,9 +617,52 @@ mod tests {
     }
 
     #[test]
-    fn temporal_is_refused_until_it_exists() {
-        let problems = load_pairs(&[("WORKFLOW_ENGINE", "temporal")]).unwrap_err();
-        assert_eq!(problems.0.len(), 1);
+    fn temporal_is_refused_by_a_binary_built_without_it() {
+        let refused = wants_temporal("temporal", false).unwrap_err();
+        assert!(refused.contains("--features temporal"), "{refused}");
+        assert_eq!(wants_temporal("Temporal", true), Ok(true));
+        assert_eq!(wants_temporal("local", false), Ok(false));
+        assert!(wants_temporal("airflow", true).is_err());
+        if !cfg!(feature = "temporal") {
+            let problems = load_pairs(&[("WORKFLOW_ENGINE", "temporal")]).unwrap_err();
+            assert_eq!(problems.0.len(), 1);
+            assert_eq!(problems.0[0].variable, "WORKFLOW_ENGINE");
+        }
+    }
+
+    #[cfg(feature = "temporal")]
+    #[test]
+    fn temporal_takes_its_address_queue_and_timings() {
+        let config = load_pairs(&[
+            ("WORKFLOW_ENGINE", "Temporal"),
+            ("DATABASE_URL", "postgres://hub@db/hub"),
+            ("TEMPORAL_ADDRESS", "http://temporal:7233"),
+            ("TEMPORAL_TASK_QUEUE", "chats"),
+            ("WORKER_IN_PROCESS", "false"),
+            ("TEMPORAL_HEARTBEAT_TIMEOUT_SECS", "3"),
+        ])
+        .expect("a valid Temporal setup");
+        let temporal = config.workflow_engine.temporal().expect("temporal");
+        assert_eq!(temporal.address.as_str(), "http://temporal:7233/");
+        assert_eq!(temporal.namespace, "default");
+        assert_eq!(temporal.task_queue, "chats");
+        assert!(!temporal.worker_in_process);
+        assert_eq!(temporal.heartbeat_timeout, Duration::from_secs(3));
+        assert_eq!(temporal.activity_attempts, 3);
+    }
+
+    #[cfg(feature = "temporal")]
+    #[test]
+    fn a_separate_worker_needs_postgres_and_a_real_address() {
+        let problems = load_pairs(&[
+            ("WORKFLOW_ENGINE", "temporal"),
+            ("WORKER_IN_PROCESS", "false"),
+            ("TEMPORAL_ADDRESS", "temporal:7233"),
+        ])
+        .unwrap_err();
+        let variables: Vec<&str> = problems.0.iter().map(|p| p.variable.as_str()).collect();
+        assert!(variables.contains(&"WORKER_IN_PROCESS"), "{variables:?}");
+        assert!(variables.contains(&"TEMPORAL_ADDRESS"), "{variables:?}");
     }
 
     #[test]

@@ -308,6 +308,8 @@ pub struct S3Storage {
 pub enum WorkflowEngineConfig {
     /// In-process, durable through the database.
     Local,
+    /// Each run a Temporal workflow (cargo feature `temporal`).
+    Temporal(Box<TemporalConfig>),
 }
 
 impl WorkflowEngineConfig {
@@ -315,8 +317,39 @@ impl WorkflowEngineConfig {
     pub fn name(&self) -> &'static str {
         match self {
             Self::Local => "local",
+            Self::Temporal(_) => "temporal",
         }
     }
+
+    /// The Temporal settings, when runs go to Temporal.
+    pub fn temporal(&self) -> Option<&TemporalConfig> {
+        match self {
+            Self::Local => None,
+            Self::Temporal(temporal) => Some(temporal),
+        }
+    }
+}
+
+/// Where Temporal is and how its activities are timed and retried (`TEMPORAL_*`, `WORKER_*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemporalConfig {
+    /// `TEMPORAL_ADDRESS`: the frontend's gRPC address as a URL (`http://127.0.0.1:7233`).
+    pub address: Url,
+    /// `TEMPORAL_NAMESPACE` (`default`).
+    pub namespace: String,
+    /// `TEMPORAL_TASK_QUEUE` (`companion-chat`): where runs' workflows and activities are queued.
+    pub task_queue: String,
+    /// `WORKER_IN_PROCESS` (true): `serve` also runs a worker.
+    pub worker_in_process: bool,
+    /// `WORKER_LISTEN_ADDR`: where `companion-hub worker` serves `/metrics` and its health.
+    pub worker_listen_addr: Option<SocketAddr>,
+    /// `TEMPORAL_HEARTBEAT_TIMEOUT_SECS` (5): an activity whose worker stopped heartbeating for this long is
+    /// given to another worker.
+    pub heartbeat_timeout: Duration,
+    /// `TEMPORAL_ACTIVITY_ATTEMPTS` (3): attempts of one step before the run fails with the last error.
+    pub activity_attempts: u32,
+    /// `TEMPORAL_RETRY_INITIAL_SECS` (1): the wait before a step's second attempt (doubling, at most 10×).
+    pub retry_initial: Duration,
 }
 
 /// The orphaned-image sweep schedule.
@@ -556,6 +589,32 @@ impl Config {
             ]);
         }
         rows.push(("WORKFLOW_ENGINE", self.workflow_engine.name().to_owned()));
+        if let Some(temporal) = self.workflow_engine.temporal() {
+            rows.extend([
+                ("TEMPORAL_ADDRESS", temporal.address.to_string()),
+                ("TEMPORAL_NAMESPACE", temporal.namespace.clone()),
+                ("TEMPORAL_TASK_QUEUE", temporal.task_queue.clone()),
+                ("WORKER_IN_PROCESS", temporal.worker_in_process.to_string()),
+                (
+                    "WORKER_LISTEN_ADDR",
+                    temporal
+                        .worker_listen_addr
+                        .map_or("(unset)".to_owned(), |address| address.to_string()),
+                ),
+                (
+                    "TEMPORAL_HEARTBEAT_TIMEOUT_SECS",
+                    temporal.heartbeat_timeout.as_secs().to_string(),
+                ),
+                (
+                    "TEMPORAL_ACTIVITY_ATTEMPTS",
+                    temporal.activity_attempts.to_string(),
+                ),
+                (
+                    "TEMPORAL_RETRY_INITIAL_SECS",
+                    temporal.retry_initial.as_secs().to_string(),
+                ),
+            ]);
+        }
         rows.push((
             "CLEANUP_INTERVAL_MINUTES",
             self.cleanup

@@ -149,6 +149,16 @@ impl RunChannel {
         self.followed.load(Ordering::Acquire)
     }
 
+    /// True once the run's `done` or `error` was published here.
+    pub fn is_finished(&self) -> bool {
+        self.lock().finished.is_some()
+    }
+
+    /// How many subscribers listen on this channel now.
+    pub fn subscriber_count(&self) -> usize {
+        self.sender.receiver_count()
+    }
+
     /// What a subscriber would catch up from, without subscribing.
     pub fn snapshot(&self) -> Snapshot {
         self.lock().snapshot()

@@ -205,7 +205,8 @@ impl Instance {
 }
 
 /// This host's name (for people reading the table), `localhost` when it cannot be read.
-fn host_name() -> String {
+/// This machine's host name (for instance names).
+pub fn host_name() -> String {
     std::env::var("HOSTNAME")
         .ok()
         .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())

@@ -19,3 +19,45 @@ pub use hub::{RunChannel, RunEvent, RunView, StreamHub};
 pub use instances::Instance;
 pub use local::{LocalEngine, RunExecutor};
 pub use relay::Relay;
+
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use uuid::Uuid;
+
+/// An engine whose workers may live in other processes (Temporal, `chat::temporal`): it is told to start
+/// and to stop runs, and executes them wherever its workers are.
+pub trait ExternalEngine: Send + Sync {
+    /// Starts `run`, or does nothing when it was started before (a repeated start never runs it twice).
+    fn start(&self, run: Uuid);
+    /// Asks `run` to stop; false when the engine cannot (it does not know the run, or is unreachable), so
+    /// the caller ends the run directly.
+    fn cancel(&self, run: Uuid) -> BoxFuture<'_, bool>;
+}
+
+/// The engine this instance hands runs to (`WORKFLOW_ENGINE`).
+#[derive(Clone)]
+pub enum Engine {
+    /// Runs execute in this process ([`LocalEngine`]).
+    Local(Arc<LocalEngine>),
+    /// Runs execute on the external engine's workers.
+    External(Arc<dyn ExternalEngine>),
+}
+
+impl Engine {
+    /// Starts `run` (nothing when it already runs).
+    pub fn start(&self, run: Uuid) {
+        match self {
+            Self::Local(engine) => engine.start(run),
+            Self::External(engine) => engine.start(run),
+        }
+    }
+
+    /// Asks `run` to stop; false when it is not executing anywhere this engine can reach.
+    pub async fn cancel(&self, run: Uuid) -> bool {
+        match self {
+            Self::Local(engine) => engine.cancel(run),
+            Self::External(engine) => engine.cancel(run).await,
+        }
+    }
+}

@@ -24,6 +24,12 @@ pub const UPSTREAM_CACHE_TTL: Duration = Duration::from_secs(10);
 pub trait Probe: Send + Sync {
     /// `Ok` when reachable and working; `Err` with a short explanation for the log otherwise.
     fn check(&self) -> BoxFuture<'_, Result<(), String>>;
+
+    /// The check with what the report may say about a working dependency (Temporal: how many workers
+    /// poll); by default, nothing more than [`Probe::check`].
+    fn detail(&self) -> BoxFuture<'_, Result<Option<String>, String>> {
+        Box::pin(async move { self.check().await.map(|()| None) })
+    }
 }
 
 /// The outcome of one check.
@@ -62,6 +68,9 @@ pub struct CheckResult {
     /// Which implementation is in use (`sqlite`, `local`, `sdapi`, …).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kind: Option<&'static str>,
+    /// What else the check found (`temporal`: the workers polling its task queue).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 impl CheckResult {
@@ -71,6 +80,7 @@ impl CheckResult {
             latency_ms: None,
             error: None,
             kind: None,
+            detail: None,
         }
     }
 }
@@ -142,11 +152,15 @@ impl Check {
 
     async fn probe_once(&self, probe: &dyn Probe) -> CheckResult {
         let started = Instant::now();
-        let outcome = tokio::time::timeout(self.timeout, probe.check()).await;
+        let outcome = tokio::time::timeout(self.timeout, probe.detail()).await;
         let latency_ms = Some(started.elapsed().as_millis() as u64);
         let kind = self.kind.unwrap_or("unknown");
+        let mut found = None;
         let (status, error) = match outcome {
-            Ok(Ok(())) => (CheckStatus::Healthy, None),
+            Ok(Ok(detail)) => {
+                found = detail;
+                (CheckStatus::Healthy, None)
+            }
             Ok(Err(detail)) => {
                 tracing::warn!(check = kind, error = %detail, "health check failed");
                 (CheckStatus::Unhealthy, Some(CheckFailure::Failed))
@@ -165,6 +179,7 @@ impl Check {
             latency_ms,
             error,
             kind: self.kind,
+            detail: found,
         }
     }
 }
@@ -177,6 +192,8 @@ pub struct HealthChecks {
     pub storage: Check,
     /// The engine running chat runs.
     pub workflow_engine: Check,
+    /// Whether an engine outside this process answers (readiness; Temporal only).
+    pub engine_reachable: Option<Check>,
     /// The Redis Streams bus between instances (`REDIS_URL`), when there is one.
     pub relay_bus: Check,
     /// The language model endpoint.

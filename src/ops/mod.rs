@@ -7,4 +7,4 @@ pub mod logging;
 pub mod metrics;
 pub mod routes;
 
-pub use routes::{metrics_router, router};
+pub use routes::{metrics_router, router, worker_router};

@@ -42,6 +42,12 @@ pub fn metrics_router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The whole app of a worker's listener (`companion-hub worker`, `WORKER_LISTEN_ADDR`): the operations
+/// endpoints and `/metrics`, nothing else.
+pub fn worker_router(state: AppState) -> Router {
+    router(true).with_state(state)
+}
+
 /// `GET /api/live`: the process is up.
 pub async fn get_live() -> Json<serde_json::Value> {
     Json(json!({ "status": "alive" }))
@@ -56,6 +62,7 @@ enum NotReady {
     SchemaNewer,
     SchemaModified,
     MigrationsPending,
+    WorkflowEngineUnreachable,
 }
 
 impl NotReady {
@@ -67,6 +74,7 @@ impl NotReady {
             Self::SchemaNewer => "schema_newer_than_binary",
             Self::SchemaModified => "schema_modified",
             Self::MigrationsPending => "migrations_pending",
+            Self::WorkflowEngineUnreachable => "workflow_engine_unreachable",
         }
     }
 
@@ -84,12 +92,16 @@ impl NotReady {
             Self::MigrationsPending => {
                 "Database migrations are pending: run `companion-hub migrate`."
             }
+            Self::WorkflowEngineUnreachable => {
+                "The workflow engine (Temporal) does not answer: replies cannot start."
+            }
         }
     }
 
     fn check(self) -> &'static str {
         match self {
             Self::DatabaseUnreachable | Self::DatabaseTimedOut => "database",
+            Self::WorkflowEngineUnreachable => "workflow_engine",
             _ => "schema",
         }
     }
@@ -97,13 +109,20 @@ impl NotReady {
 
 /// `GET /api/ready`: 200 when this instance can take traffic, else 503 with which check failed and why.
 pub async fn get_ready(State(state): State<AppState>) -> Response {
-    let problem = match tokio::time::timeout(CHECK_TIMEOUT, readiness_problem(&state.db)).await {
+    let mut problem = match tokio::time::timeout(CHECK_TIMEOUT, readiness_problem(&state.db)).await
+    {
         Ok(problem) => problem,
         Err(_) => {
             tracing::warn!("readiness: the database did not answer in time");
             Some(NotReady::DatabaseTimedOut)
         }
     };
+    if problem.is_none()
+        && let Some(engine) = &state.health.engine_reachable
+        && engine.run().await.status == CheckStatus::Unhealthy
+    {
+        problem = Some(NotReady::WorkflowEngineUnreachable);
+    }
     match problem {
         None => (StatusCode::OK, Json(json!({ "status": "ready" }))).into_response(),
         Some(problem) => (

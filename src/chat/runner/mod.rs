@@ -14,6 +14,7 @@
 //! the analysis when the reply was complete. Every run ends within its deadline: completed, failed (with a
 //! retryable error), or cancelled.
 
+mod activity;
 mod analyze;
 mod ending;
 mod picture;
@@ -37,6 +38,7 @@ use crate::engine::{Instance, RunChannel, RunEvent, RunExecutor, RunView, Stream
 use crate::media::generate::Imaging;
 use crate::providers::llm::LlmClient;
 
+pub use activity::Ending;
 pub use ending::terminal_event;
 pub use respond::{Reply, STREAM_ATTEMPTS};
 pub use step_error::StepError;
@@ -181,11 +183,7 @@ impl ChatExecutor {
         let outcome = tokio::time::timeout(remaining, held).await;
         let result = match outcome {
             Ok(result) => result,
-            Err(_) => Err(StepError::failed(
-                "deadline_exceeded",
-                "The reply took too long and was stopped.",
-                true,
-            )),
+            Err(_) => Err(activity::deadline_exceeded()),
         };
         match result {
             Ok(()) => {}

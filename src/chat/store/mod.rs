@@ -406,6 +406,34 @@ pub async fn claim(
     .await)
 }
 
+/// Takes `run` over whoever holds it, for an engine that decides who executes a step (Temporal gives a
+/// step to one worker at a time, and to another only after the first one's heartbeat stopped): the claim
+/// counter moves on, so anything the earlier holder still writes is refused. `None` when the run has ended.
+pub async fn take_over(
+    db: &Db,
+    run: Uuid,
+    owner: &str,
+    until: Timestamp,
+    now: Timestamp,
+) -> Result<Option<RunRow>, sqlx::Error> {
+    let sql = format!(
+        concat!(
+            "UPDATE chat_runs SET lease_owner = $1, lease_until = $2, attempts = attempts + 1, updated_at = $3 \
+         WHERE id = $4 AND status IN ",
+            active_run_statuses!(),
+            " RETURNING {}"
+        ),
+        RUN_COLUMNS
+    );
+    db_dispatch!(db, pool => sqlx::query_as(&sql)
+    .bind(owner)
+    .bind(until)
+    .bind(now)
+    .bind(run)
+    .fetch_optional(pool)
+    .await)
+}
+
 /// Where a run stands, as its channel last announced it: the status, the step shown to the user, 0–100.
 #[derive(Debug, Clone, Copy)]
 pub struct Progress<'a> {
@@ -485,6 +513,23 @@ pub async fn orphaned(
 ) -> Result<Vec<Uuid>, sqlx::Error> {
     db_dispatch!(db, pool => sqlx::query_scalar(
         concat!("SELECT id FROM chat_runs WHERE status IN ", active_run_statuses!(), " \
+           AND (lease_owner IS NULL OR lease_until IS NULL OR lease_until < $1 OR ", holder_dead!("$2"), ") \
+           ORDER BY created_at"),
+    )
+    .bind(now)
+    .bind(alive_since)
+    .fetch_all(pool)
+    .await)
+}
+
+/// [`orphaned`] runs with their deadlines (for an engine that ends an overdue run instead of resuming it).
+pub async fn orphaned_with_deadlines(
+    db: &Db,
+    now: Timestamp,
+    alive_since: Timestamp,
+) -> Result<Vec<(Uuid, Timestamp)>, sqlx::Error> {
+    db_dispatch!(db, pool => sqlx::query_as(
+        concat!("SELECT id, deadline_at FROM chat_runs WHERE status IN ", active_run_statuses!(), " \
            AND (lease_owner IS NULL OR lease_until IS NULL OR lease_until < $1 OR ", holder_dead!("$2"), ") \
            ORDER BY created_at"),
     )

@@ -218,3 +218,40 @@ fn migrate_and_status_work_from_the_command_line() {
     assert_eq!(code, 0);
     assert!(out.contains(", 0 pending"), "{out}");
 }
+
+#[test]
+fn a_worker_needs_temporal_and_postgres_and_says_so_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}/hub.db", dir.path().display());
+    let (code, _, stderr) = run(command(dir.path())
+        .args(["worker"])
+        .env("DATABASE_URL", &database));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("set WORKFLOW_ENGINE=temporal"), "{stderr}");
+
+    let on_temporal = |subcommand: &str| {
+        run(command(dir.path())
+            .args([subcommand])
+            .env("DATABASE_URL", &database)
+            .env("WORKFLOW_ENGINE", "temporal"))
+    };
+    let (code, _, stderr) = on_temporal("worker");
+    assert_eq!(code, 1, "{stderr}");
+    if cfg!(feature = "temporal") {
+        assert!(stderr.contains("needs PostgreSQL"), "{stderr}");
+    } else {
+        // A binary built without Temporal refuses the setting itself, in one line naming the fix, at start-up
+        // and in check-config alike.
+        assert!(stderr.contains("--features temporal"), "{stderr}");
+        for subcommand in ["serve", "check-config"] {
+            let (code, _, stderr) = on_temporal(subcommand);
+            assert_eq!(code, 1, "{subcommand}: {stderr}");
+            let problem: Vec<&str> = stderr
+                .lines()
+                .filter(|l| l.contains("WORKFLOW_ENGINE"))
+                .collect();
+            assert_eq!(problem.len(), 1, "{subcommand}: {stderr}");
+            assert!(problem[0].contains("--features temporal"), "{stderr}");
+        }
+    }
+}

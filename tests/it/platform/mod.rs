@@ -10,3 +10,5 @@ mod load_balancer;
 mod logging;
 mod metrics;
 mod relay_bus;
+#[cfg(feature = "temporal")]
+mod temporal;

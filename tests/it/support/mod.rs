@@ -11,6 +11,8 @@ pub mod raw_llm;
 pub mod redis;
 pub mod s3;
 pub mod sse;
+#[cfg(feature = "temporal")]
+pub mod temporal;
 pub mod visitor;
 
 use std::net::SocketAddr;

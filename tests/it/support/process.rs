@@ -1,4 +1,4 @@
-//! Our binary as a real process (`companion-hub serve`), for what only processes show: `kill -9`, several
+//! Our binary as a real process (`companion-hub serve`, or `worker`), for what only processes show: `kill -9`, several
 //! instances on one database, the serving lock. Its log is JSON on stdout; a thread reads it, announces the
 //! address the server listens on and keeps draining the pipe.
 
@@ -30,9 +30,13 @@ pub struct ServerProcess {
 
 /// The binary with a clean environment (no stray `.env`), `vars` and a JSON log on stdout.
 fn command(dir: &Path, vars: &[(String, String)]) -> Command {
+    subcommand("serve", dir, vars)
+}
+
+fn subcommand(name: &str, dir: &Path, vars: &[(String, String)]) -> Command {
     let mut command = Command::new(BINARY);
     command
-        .arg("serve")
+        .arg(name)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("LISTEN_ADDR", "127.0.0.1:0")
@@ -49,7 +53,20 @@ fn command(dir: &Path, vars: &[(String, String)]) -> Command {
 impl ServerProcess {
     /// Starts the server in `dir` with `vars` and waits until it logs where it listens (at most 30 s).
     pub fn start(dir: &Path, vars: &[(String, String)]) -> Self {
-        let mut child = command(dir, vars).spawn().expect("the binary starts");
+        Self::start_as("serve", "companion hub is listening", dir, vars)
+    }
+
+    #[cfg_attr(not(feature = "temporal"), allow(dead_code))]
+    /// Starts `companion-hub worker` in `dir` with `vars` and waits until it logs that it started (its
+    /// `address` is empty).
+    pub fn start_worker(dir: &Path, vars: &[(String, String)]) -> Self {
+        Self::start_as("worker", "companion hub worker started", dir, vars)
+    }
+
+    fn start_as(name: &str, started: &'static str, dir: &Path, vars: &[(String, String)]) -> Self {
+        let mut child = subcommand(name, dir, vars)
+            .spawn()
+            .expect("the binary starts");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -59,9 +76,10 @@ impl ServerProcess {
                 let Ok(value) = serde_json::from_str::<serde_json::Value>(&line) else {
                     continue;
                 };
-                if value["message"] == "companion hub is listening"
-                    && let (Some(tx), Some(address)) = (tx.take(), value["address"].as_str())
+                if value["message"] == started
+                    && let Some(tx) = tx.take()
                 {
+                    let address = value["address"].as_str().unwrap_or_default();
                     let _ = tx.send(address.to_owned());
                 }
             }
@@ -87,7 +105,10 @@ impl ServerProcess {
 
     /// Runs the server in `dir` expecting it to refuse to start: its exit status and what it wrote to stderr.
     pub fn refused(dir: &Path, vars: &[(String, String)]) -> (ExitStatus, String) {
-        let mut child = command(dir, vars).spawn().expect("the binary starts");
+        Self::refusal(command(dir, vars).spawn().expect("the binary starts"))
+    }
+
+    fn refusal(mut child: Child) -> (ExitStatus, String) {
         let deadline = Instant::now() + Duration::from_secs(30);
         let status = loop {
             if let Some(status) = child.try_wait().expect("wait") {
