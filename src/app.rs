@@ -255,6 +255,9 @@ impl App {
                     parts.relay.clone(),
                     tokio::runtime::Handle::current(),
                 ),
+                self.config
+                    .max_active_replies
+                    .unwrap_or(crate::chat::temporal::worker::DEFAULT_STEPS),
             )?),
             false => None,
         };

@@ -4,8 +4,8 @@
 //! relay when the next step may run on another worker. A cancellation from Temporal (Stop) reaches the step
 //! as its cancellation token, so the model's stream is dropped at once.
 //!
-//! Each activity's body runs on the main runtime (the worker polls on its own thread, see
-//! [`super::worker`]), where the database pools and the model client live.
+//! Each activity's body runs on the main runtime (the worker polls on a thread of its own),
+//! where the database pools and the model client live.
 
 use std::future::Future;
 use std::sync::Arc;

@@ -7,6 +7,7 @@
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use temporalio_sdk::runtime::worker_tuner::{FixedSizeSlotSupplier, TunerHolder};
 use temporalio_sdk::{Worker, WorkerOptions};
 use tokio::sync::oneshot;
 
@@ -17,6 +18,13 @@ use super::workflow::ChatRunWorkflow;
 /// How long a workflow task waits for the worker that cached the workflow before another may take it.
 const STICKY_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// Workflow tasks handled at once: each is a moment of deciding the next step.
+const WORKFLOW_TASKS: usize = 100;
+
+/// Steps a worker runs at once unless `MAX_ACTIVE_REPLIES` says otherwise: a step mostly waits for the
+/// model, so the limit is the machine's CPU and memory per reply (docs/deploy.md, "Sizing"), not this.
+pub const DEFAULT_STEPS: usize = 5_000;
+
 /// A running worker; [`WorkerThread::stop`] ends it.
 pub struct WorkerThread {
     stop: Option<oneshot::Sender<()>>,
@@ -24,8 +32,12 @@ pub struct WorkerThread {
 }
 
 impl WorkerThread {
-    /// Starts a worker for `client`'s task queue with `activities`.
-    pub fn spawn(client: TemporalClient, activities: ChatActivities) -> std::io::Result<Self> {
+    /// Starts a worker for `client`'s task queue with `activities`, running at most `steps` of them at once.
+    pub fn spawn(
+        client: TemporalClient,
+        activities: ChatActivities,
+        steps: usize,
+    ) -> std::io::Result<Self> {
         let (stop, stopped) = oneshot::channel();
         let thread = std::thread::Builder::new()
             .name("temporal-worker".to_owned())
@@ -40,7 +52,7 @@ impl WorkerThread {
                         return;
                     }
                 };
-                runtime.block_on(work(client, activities, stopped));
+                runtime.block_on(work(client, activities, steps, stopped));
             })?;
         Ok(Self {
             stop: Some(stop),
@@ -65,6 +77,7 @@ impl WorkerThread {
 async fn work(
     client: TemporalClient,
     activities: ChatActivities,
+    steps: usize,
     mut stopped: oneshot::Receiver<()>,
 ) {
     let mut wait = Duration::from_millis(250);
@@ -94,6 +107,14 @@ async fn work(
     // killed worker would add to the reply it was writing).
     let options = WorkerOptions::new(client.task_queue().to_owned())
         .sticky_queue_schedule_to_start_timeout(STICKY_TIMEOUT)
+        .tuner(
+            TunerHolder::builder()
+                .workflow_task_slot_supplier(FixedSizeSlotSupplier::new(WORKFLOW_TASKS))
+                .activity_task_slot_supplier(FixedSizeSlotSupplier::new(steps))
+                .local_activity_task_slot_supplier(FixedSizeSlotSupplier::new(1))
+                .nexus_task_slot_supplier(FixedSizeSlotSupplier::new(1))
+                .build(),
+        )
         .register_workflow::<ChatRunWorkflow>()
         .map(|options| options.register_activities(activities).build());
     let options = match options {
