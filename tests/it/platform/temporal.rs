@@ -438,3 +438,35 @@ async fn when_temporal_goes_away_mid_reply_the_run_still_ends_with_retry_by_its_
         "no reply is stored"
     );
 }
+
+#[tokio::test]
+async fn on_sqlite_one_process_serves_and_works_and_the_scene_follows_the_reply() {
+    let temporal = require_temporal();
+    let llm = FakeLlm::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let database = TestDatabase::create(Backend::Sqlite, dir.path()).await;
+    let queue = unique_queue();
+    let web = ServerProcess::start(
+        dir.path(),
+        &vars(&database.url, dir.path(), &llm, &temporal, &queue, &[]),
+    );
+    web.ready().await;
+    let (alice, companion) = alice_with_companion(&web).await;
+    let (status_code, started) = send(&alice, &companion, "Hello there").await;
+    assert!(status_code.is_success(), "{status_code}: {started}");
+    let events = read_all(&alice, started["stream_url"].as_str().expect("url")).await;
+    let done = last(&events, "done").expect("the reply ends");
+    assert_eq!(done.data["content"], "Hello, wörld!");
+    assert_eq!(text_of(&events), "Hello, wörld!");
+    assert!(
+        events.iter().any(|e| e.event == "state"),
+        "the analysis step ran and its scene reached the client: {events:?}"
+    );
+    let run = started["run_id"].as_str().expect("run_id");
+    let client = connect(&temporal).await.expect("Temporal answers");
+    assert_eq!(
+        status(&client, run).await,
+        WorkflowExecutionStatus::Completed
+    );
+    assert_eq!(conversation(&alice, &companion).await.len(), 2);
+}
