@@ -50,9 +50,18 @@ pub async fn spawn(
         .stdout(Stdio::from(log.try_clone()?))
         .stderr(Stdio::from(log))
         .kill_on_drop(true);
-    // The replies written at once, as the harness was told (`MAX_ACTIVE_REPLIES=300 loadgen …`).
-    if let Some(max) = std::env::var_os("MAX_ACTIVE_REPLIES") {
-        command.env("MAX_ACTIVE_REPLIES", max);
+    // The replies written at once, and the engine, as the harness was told (`MAX_ACTIVE_REPLIES=300 loadgen …`,
+    // `WORKFLOW_ENGINE=temporal TEMPORAL_ADDRESS=… loadgen …` with a server built with `--features temporal`).
+    for passed in [
+        "MAX_ACTIVE_REPLIES",
+        "WORKFLOW_ENGINE",
+        "TEMPORAL_ADDRESS",
+        "TEMPORAL_NAMESPACE",
+        "TEMPORAL_TASK_QUEUE",
+    ] {
+        if let Some(value) = std::env::var_os(passed) {
+            command.env(passed, value);
+        }
     }
     for limit in [
         "LOGIN",

@@ -240,12 +240,11 @@ impl App {
             activities::ChatActivities, worker::WorkerThread,
         };
         let client = TemporalClient::new(temporal, parts.registry.id());
-        let engine = Arc::new(TemporalEngine::new(
-            client.clone(),
-            temporal,
-            self.config.run_deadline,
-        ));
-        let sweeper = engine.spawn_sweeper(parts.executor.clone(), RUN_SWEEP_INTERVAL);
+        let engine = Arc::new(
+            TemporalEngine::new(client.clone(), temporal, self.config.run_deadline)
+                .with_executor(parts.executor.clone()),
+        );
+        let sweeper = engine.spawn_sweeper(RUN_SWEEP_INTERVAL);
         let worker = match with_worker {
             true => Some(WorkerThread::spawn(
                 client.clone(),

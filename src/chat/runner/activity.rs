@@ -130,6 +130,20 @@ impl ChatExecutor {
         true
     }
 
+    /// Ends `run` as stopped here, whoever holds it (a Stop its worker did not hear); true when this call
+    /// ended it.
+    pub async fn stop_now(&self, run: Uuid) -> bool {
+        match self.take_over(run).await {
+            Ok(Some((run, channel))) => {
+                self.end_with(&run, &channel, &Ending::Cancelled).await;
+                self.hub.close(run.id);
+                true
+            }
+            Ok(None) => false,
+            Err(_) => false,
+        }
+    }
+
     /// Unfinished runs nobody holds, as (past their deadline, not yet).
     pub async fn unattended(&self) -> Result<(Vec<Uuid>, Vec<Uuid>), sqlx::Error> {
         let now = self.instance.now();

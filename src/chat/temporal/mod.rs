@@ -119,6 +119,10 @@ pub struct TemporalEngine {
     timing: StepTiming,
     /// How long a workflow may live at most: the run's deadline and a margin for recording its end.
     execution_timeout: Duration,
+    /// Ends runs here when no worker does (a Stop nobody heard, a run past its deadline).
+    executor: Option<ChatExecutor>,
+    /// How long a Stop waits for the worker to hear it before the run is ended here.
+    stop_grace: Duration,
 }
 
 impl TemporalEngine {
@@ -133,7 +137,16 @@ impl TemporalEngine {
                 retry_initial_secs: config.retry_initial.as_secs(),
             },
             execution_timeout: run_deadline + Duration::from_secs(300),
+            executor: None,
+            // A step hears a cancellation with its next heartbeat, at most 80 % of the timeout later.
+            stop_grace: config.heartbeat_timeout + Duration::from_secs(2),
         }
+    }
+
+    /// An engine that ends runs itself when no worker does, with `executor`.
+    pub fn with_executor(mut self, executor: ChatExecutor) -> Self {
+        self.executor = Some(executor);
+        self
     }
 
     /// Starts `run`'s workflow; `Ok` also when it was started before (the id is never reused).
@@ -165,14 +178,14 @@ impl TemporalEngine {
     }
 
     /// Finds runs nobody executes: a run past its deadline is ended as failed (the engine was away too
-    /// long), any other gets its workflow started (nothing happens when it exists). Every `every`.
-    pub fn spawn_sweeper(
-        self: &Arc<Self>,
-        executor: ChatExecutor,
-        every: Duration,
-    ) -> JoinHandle<()> {
+    /// long), any other gets its workflow started (nothing happens when it exists). Every `every`; nothing
+    /// without an executor.
+    pub fn spawn_sweeper(self: &Arc<Self>, every: Duration) -> JoinHandle<()> {
         let engine = Arc::clone(self);
         tokio::spawn(async move {
+            let Some(executor) = engine.executor.clone() else {
+                return;
+            };
             let mut ticker = tokio::time::interval(every);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -230,7 +243,10 @@ impl ExternalEngine for TemporalEngine {
                 .reason("Stop pressed".to_owned())
                 .build();
             match tokio::time::timeout(CALL_TIMEOUT, handle.cancel(options)).await {
-                Ok(Ok(())) => true,
+                Ok(Ok(())) => {
+                    self.stop_unless_heard(run);
+                    true
+                }
                 Ok(Err(WorkflowInteractionError::NotFound(_))) => false,
                 Ok(Err(err)) => {
                     tracing::warn!(run_id = %run, error = %err, "Temporal refused to stop a run");
@@ -242,6 +258,24 @@ impl ExternalEngine for TemporalEngine {
                 }
             }
         })
+    }
+}
+
+impl TemporalEngine {
+    /// A Stop reaches a step with its next heartbeat; when no worker hears it in time (none polls, or the
+    /// run waits in the queue), the run is ended here so the user's Stop never waits for the deadline.
+    fn stop_unless_heard(&self, run: Uuid) {
+        let Some(executor) = self.executor.clone() else {
+            return;
+        };
+        let grace = self.stop_grace;
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            if executor.stop_now(run).await {
+                metrics::counter!("temporal_stops_unheard_total").increment(1);
+                tracing::warn!(run_id = %run, "no worker heard a Stop in time; the run was ended here");
+            }
+        });
     }
 }
 

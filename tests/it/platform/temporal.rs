@@ -26,7 +26,7 @@ use crate::support::temporal::{
     DevServer, connect, free_port, history, require_temporal, status, unique_queue,
 };
 use crate::support::visitor::Visitor;
-use crate::support::{Backend, TestDatabase, require_postgres, wait_until};
+use crate::support::{Backend, TestDatabase, counter, require_postgres, wait_until};
 
 /// A recorded history of a completed run (respond with a retry after its worker died, analyze, finalize):
 /// the workflow code must go on replaying what older workers recorded.
@@ -117,6 +117,30 @@ async fn workflows_of(temporal: &str, run: &str) -> usize {
     }
 }
 
+/// Whether the workflow of `run` reaches `expected` within 10 s (a run's last step ends it a moment after
+/// the run is recorded as ended).
+async fn ends_as(
+    client: &temporalio_client::Client,
+    run: &str,
+    expected: WorkflowExecutionStatus,
+) -> bool {
+    wait_until(Duration::from_secs(10), || async {
+        status(client, run).await == expected
+    })
+    .await
+}
+
+/// How many Stops `server` ended itself because no worker heard them in time.
+async fn unheard_stops(server: &ServerProcess) -> f64 {
+    let metrics = reqwest::get(server.url("/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    counter(&metrics, "temporal_stops_unheard_total")
+}
+
 /// Replays `history` against the current workflow code.
 async fn replay(history: WorkflowHistory) {
     let options = WorkflowReplayerOptions::new()
@@ -198,10 +222,7 @@ async fn a_worker_killed_mid_reply_is_replaced_and_the_client_on_another_instanc
     );
 
     let client = connect(&temporal).await.expect("Temporal answers");
-    assert_eq!(
-        status(&client, &run).await,
-        WorkflowExecutionStatus::Completed
-    );
+    assert!(ends_as(&client, &run, WorkflowExecutionStatus::Completed).await);
     assert_eq!(workflows_of(&temporal, &run).await, 1, "one workflow");
 
     // Started again (a retried send, a reconnecting client, the sweeper): no second workflow, no second reply.
@@ -264,13 +285,13 @@ async fn stop_during_the_reply_cancels_the_workflow_and_ends_the_model_request()
     );
     let client = connect(&temporal).await.expect("Temporal answers");
     assert!(
-        wait_until(Duration::from_secs(10), || {
-            let client = client.clone();
-            let run = run.clone();
-            async move { status(&client, &run).await == WorkflowExecutionStatus::Canceled }
-        })
-        .await,
+        ends_as(&client, &run, WorkflowExecutionStatus::Canceled).await,
         "the workflow is cancelled"
+    );
+    assert_eq!(
+        unheard_stops(&web).await,
+        0.0,
+        "the worker heard the Stop (the instance did not have to end the run itself)"
     );
     let messages = conversation(&alice, &companion).await;
     assert_eq!(
@@ -307,12 +328,7 @@ async fn a_step_that_keeps_failing_ends_the_run_and_the_workflow_failed_with_its
     assert_eq!(error.data["retryable"], true);
     let client = connect(&temporal).await.expect("Temporal answers");
     assert!(
-        wait_until(Duration::from_secs(10), || {
-            let client = client.clone();
-            let run = run.clone();
-            async move { status(&client, &run).await == WorkflowExecutionStatus::Failed }
-        })
-        .await,
+        ends_as(&client, &run, WorkflowExecutionStatus::Failed).await,
         "the workflow ends failed"
     );
     // The stream said it; a later visitor sees the same ending, read back from the run.
@@ -464,9 +480,57 @@ async fn on_sqlite_one_process_serves_and_works_and_the_scene_follows_the_reply(
     );
     let run = started["run_id"].as_str().expect("run_id");
     let client = connect(&temporal).await.expect("Temporal answers");
-    assert_eq!(
-        status(&client, run).await,
-        WorkflowExecutionStatus::Completed
-    );
+    // The reply is stored (and announced) by the last step, a moment before the workflow completes.
+    assert!(ends_as(&client, run, WorkflowExecutionStatus::Completed).await);
     assert_eq!(conversation(&alice, &companion).await.len(), 2);
+}
+
+#[tokio::test]
+async fn stop_ends_a_run_that_no_worker_took_without_waiting_for_its_deadline() {
+    require_postgres();
+    let temporal = require_temporal();
+    let llm = FakeLlm::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let database = TestDatabase::create(Backend::Postgres, dir.path()).await;
+    // No worker polls this queue: the run waits in Temporal.
+    let web = ServerProcess::start(
+        dir.path(),
+        &vars(
+            &database.url,
+            dir.path(),
+            &llm,
+            &temporal,
+            &unique_queue(),
+            &[("WORKER_IN_PROCESS", "false")],
+        ),
+    );
+    let (alice, companion) = alice_with_companion(&web).await;
+    let (status_code, started) = send(&alice, &companion, "Anyone?").await;
+    assert!(status_code.is_success(), "{status_code}: {started}");
+    let run = started["run_id"].as_str().expect("run_id");
+    let health: serde_json::Value = reqwest::get(web.url("/api/health"))
+        .await
+        .expect("health")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        health["checks"]["workflow_engine"]["status"], "unhealthy",
+        "no worker: {health}"
+    );
+
+    let stopped_at = Instant::now();
+    let (status_code, stopped) = alice
+        .api(Method::POST, &format!("/api/chat/runs/{run}/cancel"), None)
+        .await;
+    assert!(status_code.is_success(), "{status_code}: {stopped}");
+    let events = read_all(&alice, started["stream_url"].as_str().expect("url")).await;
+    let error = last(&events, "error").expect("the run ends");
+    assert_eq!(error.data["code"], "cancelled", "{events:?}");
+    eprintln!(
+        "a Stop nobody heard ended the run after {:?} (TEMPORAL_HEARTBEAT_TIMEOUT_SECS=2)",
+        stopped_at.elapsed()
+    );
+    assert!(llm.reply_requests().is_empty(), "the model was never asked");
+    assert_eq!(unheard_stops(&web).await, 1.0);
 }
